@@ -1,0 +1,182 @@
+"""The YAML builder: YOLOv5's ``parse_model`` format, with channel rules from the registry.
+
+``build_model(cfg)`` returns a :class:`DetectionModel` whose ``model`` is an ``nn.Sequential``
+of layers in YAML row order (so ``model.model.17`` is YOLOv5's layer 17) and whose ``layers``
+list carries each row's from / n / module name / args as YOLOv5 logs them.  On the ``meta``
+device no weight is allocated or initialised.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from . import config as cfgmod
+from .channels import Row
+from .errors import ConfigError, FlopscopeError
+from .registry import MODULES, ModuleSpec, RegistryError, load_zoo, lookup
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    f: int | list
+    n: int  # repeats after depth gain (the 'n' column of YOLOv5's log)
+    module: str  # YAML name
+    args: list  # constructor args, as YOLOv5's log prints them
+    c2: int | list
+    spec: ModuleSpec
+
+
+class DetectionModel(nn.Module):
+    """A model built from a config; forward follows YOLOv5's ``_forward_once``."""
+
+    def __init__(self, layers: nn.Sequential, save: list[int], info: list[LayerInfo], config: cfgmod.ModelConfig):
+        super().__init__()
+        self.model = layers
+        self.save = save
+        self.layers = info
+        self.config = config
+        self.ch = config.ch
+        self.stride = torch.tensor([32.0])
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def forward(self, x):
+        y = []
+        for m, info in zip(self.model, self.layers):
+            if info.f != -1:
+                x = y[info.f] if isinstance(info.f, int) else [x if j == -1 else y[j] for j in info.f]
+            x = m(x)
+            y.append(x if info.index in self.save else None)
+        return x
+
+
+_INIT_FUNCS = ("uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
+               "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Make torch.nn.init a no-op (weights on ``meta`` hold no values anyway)."""
+    import torch.nn.init as init
+
+    saved = {n: getattr(init, n) for n in _INIT_FUNCS if hasattr(init, n)}
+    for n in saved:
+        setattr(init, n, lambda tensor, *a, **k: tensor)
+    try:
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(init, n, fn)
+
+
+@contextlib.contextmanager
+def default_activation(act):
+    """YOLOv5's ``activation:`` key sets ``Conv.default_act``; here only for this build."""
+    if act is None:
+        yield
+        return
+    classes = {spec.cls for spec in MODULES.values() if "default_act" in vars(spec.cls)}
+    saved = {c: c.default_act for c in classes}
+    for c in classes:
+        c.default_act = act
+    try:
+        yield
+    finally:
+        for c, a in saved.items():
+            c.default_act = a
+
+
+def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta") -> DetectionModel:
+    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`."""
+    load_zoo()
+    conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
+    device = torch.device(device)
+    act = cfgmod.parse_activation(conf.activation, conf.file) if conf.activation else None
+    init_ctx = skip_init() if device.type == "meta" else contextlib.nullcontext()
+    with torch.device(device), init_ctx, default_activation(act):
+        layers, save, info = _parse(conf)
+        model = DetectionModel(nn.Sequential(*layers), save, info, conf)
+    model.eval()
+    set_strides(model)
+    return model
+
+
+def _parse(conf: cfgmod.ModelConfig):
+    gd, gw, nc = conf.depth_multiple, conf.width_multiple, conf.nc
+    no = conf.na * (nc + 5)
+    ch = [conf.ch]
+    layers, save, info = [], [], []
+    for r in conf.rows:
+        i = r.index
+        try:
+            spec = lookup(r.module)
+        except RegistryError as e:
+            raise ConfigError(str(e), file=conf.file, layer=i, field="module") from None
+        args = cfgmod.resolve_args(r.args, nc, conf.anchors, conf.file, i)
+        n = max(round(r.n * gd), 1) if r.n > 1 else r.n
+        row = Row(i, r.f, n, args, ch, gw, nc, no, conf.file)
+        try:
+            args, c2, n_seq = spec.channels(row)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, AttributeError) as e:
+            raise ConfigError(f"{r.module}: cannot derive channels from args {r.args!r}: {e}"[:300], file=conf.file,
+                              layer=i, field="args") from None
+        _check_channels(c2, conf.file, i, r.module)
+        try:
+            m = nn.Sequential(*(spec.cls(*args) for _ in range(n_seq))) if n_seq > 1 else spec.cls(*args)
+        except FlopscopeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any constructor failure becomes a config error
+            raise ConfigError(f"{r.module}{_short(args)} failed to build: {type(e).__name__}: {e}"[:400],
+                              file=conf.file, layer=i, field="args") from None
+        info.append(LayerInfo(i, r.f, n, r.module, args, c2, spec))
+        save.extend(x % i for x in ([r.f] if isinstance(r.f, int) else r.f) if x != -1)
+        layers.append(m)
+        if i == 0:
+            ch = []
+        ch.append(c2)
+    return layers, sorted(set(save)), info
+
+
+def _check_channels(c2, file, i, module):
+    for c in c2 if isinstance(c2, list) else [c2]:
+        if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
+            raise ConfigError(f"{module} would have {c!r} output channels (width_multiple too small, or a "
+                              f"channel argument that is not a positive integer)", file=file, layer=i, field="args")
+        if c > 1_000_000:
+            raise ConfigError(f"{module} would have {c} output channels; not plausible", file=file, layer=i,
+                              field="args")
+
+
+def _short(args) -> str:
+    s = repr(args)
+    return s if len(s) < 120 else s[:117] + "...]"
+
+
+def set_strides(model: DetectionModel, s: int = 256) -> None:
+    """Strides by shape propagation (YOLOv5 runs a 256x256 forward); sets the head's stride too."""
+    from .engine import propagate
+
+    try:
+        shapes, head_inputs = propagate(model, (1, model.ch, s, s))
+    except FlopscopeError:
+        return  # reported properly when the model is counted at the requested size
+    head = model.model[-1]
+    if head_inputs is not None and hasattr(head, "anchors") and isinstance(head_inputs, list):
+        stride = torch.tensor([s / x[-2] for x in head_inputs])
+        head.stride = stride
+        with torch.no_grad():
+            if head.anchors.device.type != "meta":
+                head.anchors /= stride.view(-1, 1, 1).to(head.anchors.device)
+    else:
+        last = shapes[-1]
+        last = last[0] if isinstance(last, (tuple, list)) and last and isinstance(last[0], (tuple, list)) else last
+        stride = torch.tensor([s / last[-2]]) if isinstance(last, tuple) and len(last) == 4 else torch.tensor([32.0])
+    model.stride = stride

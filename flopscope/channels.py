@@ -1,0 +1,130 @@
+"""Channel rules: how a YAML row's args become constructor args and output channels.
+
+This replaces YOLOv5 ``parse_model``'s if/elif chain: every registered module names one rule.
+A rule receives a :class:`Row` and returns ``(args, c2, n)`` -- constructor args, output
+channels (an int, or a list for multi-output modules) and the repeat count used to wrap the
+module in ``nn.Sequential`` (repeatable blocks take ``n`` as an argument and return 1).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import ConfigError
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    """YOLOv5's channel rounding: up to the next multiple of ``divisor``."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+@dataclass
+class Row:
+    index: int
+    f: int | list
+    n: int  # after depth gain
+    args: list
+    ch: list  # output channels of layers so far (ch[-1] = previous layer)
+    gw: float
+    nc: int
+    no: int  # detection outputs per anchor-level: na * (nc + 5)
+    file: str | None = None
+
+    def c_in(self, f=None) -> int:
+        f = self.f if f is None else f
+        if isinstance(f, list):
+            raise self.error("this module takes one input, 'from' lists several", "from")
+        return self.ch[f]
+
+    def error(self, message: str, field: str = "args") -> ConfigError:
+        return ConfigError(message, file=self.file, layer=self.index, field=field)
+
+    def require_int_arg(self, k: int, what: str) -> int:
+        if len(self.args) <= k:
+            raise self.error(f"missing argument {k} ({what})")
+        v = self.args[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise self.error(f"argument {k} ({what}) must be a positive number, got {v!r}")
+        return v
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    name: str
+    description: str
+    apply: Callable[[Row], tuple]
+
+    def __call__(self, row: Row):
+        return self.apply(row)
+
+
+def _conv_like(row: Row, repeat: bool):
+    c1 = row.c_in()
+    c2 = row.require_int_arg(0, "output channels")
+    if c2 != row.no:
+        c2 = make_divisible(c2 * row.gw, 8)
+    args = [c1, c2, *row.args[1:]]
+    n = row.n
+    if repeat:
+        args.insert(2, n)
+        n = 1
+    return args, c2, n
+
+
+conv_like = ChannelRule(
+    "conv", "c1 = ch[from]; c2 = make_divisible(args[0] * width_multiple, 8); args = [c1, c2, *args[1:]]",
+    lambda row: _conv_like(row, repeat=False))
+
+conv_like_repeat = ChannelRule(
+    "conv+n", "as conv, and the depth-scaled repeat count n is passed as the 3rd argument (C3-style)",
+    lambda row: _conv_like(row, repeat=True))
+
+
+def _same(row: Row):
+    c1 = row.c_in()
+    return [c1, *row.args], c1, row.n
+
+
+same_channel = ChannelRule("same", "c1 = c2 = ch[from]; args = [c1, *args] (channel arguments in the YAML are not scaled)",
+                           _same)
+
+passthrough = ChannelRule("none", "args used as written; c2 = ch[from] (modules that take no channel argument)",
+                          lambda row: (list(row.args), row.c_in(), row.n))
+
+
+def _concat(row: Row):
+    f = row.f if isinstance(row.f, list) else [row.f]
+    return list(row.args), sum(row.ch[x] for x in f), row.n
+
+
+concat = ChannelRule("concat", "c2 = sum(ch[x] for x in from); args used as written", _concat)
+
+
+def _detect(row: Row):
+    f = row.f if isinstance(row.f, list) else [row.f]
+    args = list(row.args)
+    if len(args) < 2:
+        raise row.error("a detection head needs [nc, anchors]")
+    anchors = args[1]
+    if isinstance(anchors, bool) or not isinstance(anchors, (int, list)):
+        raise row.error(f"anchors must be a list of lists or an int, got {anchors!r}")
+    if isinstance(anchors, int):  # anchors: 3 -> auto-anchor placeholders
+        if anchors <= 0:
+            raise row.error(f"anchors must be positive, got {anchors}")
+        args[1] = [list(range(anchors * 2))] * len(f)
+    args.append([row.ch[x] for x in f])
+    return args, [row.ch[x] for x in f], row.n
+
+
+detect = ChannelRule("detect", "args = [nc, anchors, ..., [ch[x] for x in from]]; an int 'anchors' expands to placeholders",
+                     _detect)
+
+
+def custom(name: str, description: str):
+    """Decorator for a module-specific rule: ``@custom('cam', '...') def rule(row): ...``."""
+
+    def deco(fn):
+        return ChannelRule(name, description, fn)
+
+    return deco

@@ -1,0 +1,123 @@
+"""Cost records: named terms of MACs (conv / linear / matmul) and element-wise FLOPs.
+
+Counting conventions (see README "Counting conventions"):
+
+* MACs of convolutions, linear layers and matmuls are the primary figure; FLOPs = 2 x MACs;
+  bias adds are not counted.
+* Everything else (norms, activations, pooling, upsampling, softmax, residual adds, gating
+  multiplies, bilinear sampling) is *element-wise FLOPs*, kept apart, with the per-element
+  costs of :data:`ELEMENTWISE_COST` -- the one table of them in the code.
+
+Every term carries an ``op`` label saying *how* the work is executed (``Conv2d`` module call,
+functional ``F.conv2d``, ``matmul``, ``BatchNorm2d`` ...).  Counters differ in which ops they
+see; :mod:`flopscope.counters` maps op labels to what each counter reports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+MAC_KINDS = ("conv", "linear", "matmul")
+KINDS = MAC_KINDS + ("elementwise",)
+
+#: FLOPs per element for element-wise work.  Keys are op labels used by formulas.
+ELEMENTWISE_COST: dict[str, float] = {
+    "BatchNorm2d": 2,  # (x - mean) / std * w + b, unfused: scale + shift
+    "BatchNorm1d": 2,
+    "LayerNorm": 5,  # mean, var, normalise, affine
+    "GroupNorm": 5,
+    "ReLU": 1,
+    "ReLU6": 2,
+    "LeakyReLU": 2,
+    "SiLU": 5,  # x * sigmoid(x)
+    "Sigmoid": 4,
+    "Hardswish": 5,
+    "Hardsigmoid": 3,
+    "Tanh": 5,
+    "GELU": 8,
+    "Mish": 8,
+    "ELU": 4,
+    "PReLU": 2,
+    "softmax": 4,  # per element of the normalised axis: max, sub, exp, sum, div
+    "add": 1,
+    "mul": 1,
+    "sub": 1,
+    "div": 1,
+    "mean": 1,  # per input element reduced
+    "max": 1,  # per input element compared
+    "MaxPool2d": 1,  # per window element compared (x k^2 per output)
+    "AvgPool2d": 1,  # per window element added (x k^2 per output)
+    "AdaptiveAvgPool2d": 1,  # per input element
+    "Upsample.nearest": 1,  # per output element (a copy)
+    "Upsample.bilinear": 11,  # per output element (as thop)
+    "grid_sample.bilinear": 14,  # per sampled value: 4 weights x value + index/weight math
+    "Dropout": 0,
+    "Identity": 0,
+}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named piece of work.
+
+    ``value`` is MACs for the MAC kinds and FLOPs for ``elementwise``.  ``elems`` is the
+    number of elements the op reads (norms) or writes (everything else); counter rules that
+    do not count like we do (thop's BatchNorm at 4/element) use it.  ``rule`` names the
+    hand-derived rule when the work is invisible to FlopCounterMode.
+    """
+
+    name: str
+    kind: str
+    op: str
+    value: int
+    elems: int = 0
+    rule: str | None = None
+
+
+class Cost:
+    """An ordered list of :class:`Term` with aggregate views."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: list[Term] | None = None):
+        self.terms: list[Term] = terms if terms is not None else []
+
+    def add(self, name: str, kind: str, op: str, value: int, elems: int = 0, rule: str | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown cost kind {kind!r}")
+        self.terms.append(Term(name, kind, op, int(value), int(elems), rule))
+
+    def extend(self, other: "Cost", prefix: str = "") -> None:
+        if not prefix:
+            self.terms.extend(other.terms)
+            return
+        for t in other.terms:
+            self.terms.append(Term(f"{prefix}.{t.name}" if t.name else prefix, t.kind, t.op, t.value, t.elems, t.rule))
+
+    def macs(self, kind: str | None = None) -> int:
+        if kind is None:
+            return sum(t.value for t in self.terms if t.kind != "elementwise")
+        return sum(t.value for t in self.terms if t.kind == kind)
+
+    @property
+    def elementwise_flops(self) -> int:
+        return self.macs("elementwise")
+
+    def by_kind(self) -> dict[str, int]:
+        return {k: self.macs(k) for k in MAC_KINDS}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def __iter__(self):
+        return iter(self.terms)
+
+
+def numel(shape) -> int:
+    return prod(shape)
+
+
+def elementwise(cost: Cost, name: str, op: str, elems: int, per_elem: float | None = None) -> None:
+    """Add an element-wise term costing ``ELEMENTWISE_COST[op]`` FLOPs per element."""
+    c = ELEMENTWISE_COST[op] if per_elem is None else per_elem
+    cost.add(name, "elementwise", op, round(c * elems), elems)

@@ -1,0 +1,61 @@
+"""The counting engine: layer-by-layer shape propagation with each module's cost formula."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cost import Cost
+from .errors import ConfigError, FlopscopeError
+from .tracer import ShapeError, Tracer
+
+
+@dataclass
+class LayerCount:
+    index: int
+    in_shape: object
+    out_shape: object
+    cost: Cost
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counted_by(self) -> str:
+        return "; ".join(["formula", *self.notes]) if self.notes else "formula"
+
+
+def _inputs(f, x, y):
+    if f == -1:
+        return x
+    if isinstance(f, int):
+        return y[f]
+    return [x if j == -1 else y[j] for j in f]
+
+
+def count_layers(model, shape) -> list[LayerCount]:
+    """Cost of every YAML layer for an input of ``shape`` (B, C, H, W)."""
+    out: list[LayerCount] = []
+    y: list = []
+    x = tuple(shape)
+    for m, info in zip(model.model, model.layers):
+        xin = _inputs(info.f, x, y)
+        t = Tracer()
+        try:
+            x = t(m, xin)
+        except ShapeError as e:
+            raise ConfigError(f"{info.module}: {e} (input {_fmt(xin)}, image {shape[2]}x{shape[3]})",
+                              file=model.config.file, layer=info.index, field="shape") from None
+        except FlopscopeError as e:
+            raise ConfigError(f"{info.module}: {e}", file=model.config.file, layer=info.index, field="module") from None
+        y.append(x)
+        out.append(LayerCount(info.index, xin, x, t.cost, t.notes))
+    return out
+
+
+def propagate(model, shape):
+    """Output shape of every layer, and the inputs of the last layer (the head)."""
+    layers = count_layers(model, shape)
+    return [lc.out_shape for lc in layers], layers[-1].in_shape if layers else None
+
+
+def _fmt(s) -> str:
+    if isinstance(s, list):
+        return "[" + ", ".join(_fmt(v) for v in s) + "]"
+    return "x".join(map(str, s)) if isinstance(s, tuple) and all(isinstance(v, int) for v in s) else str(s)

@@ -1,0 +1,141 @@
+"""Registries: YAML module names -> :class:`ModuleSpec`, and module classes -> cost formulas.
+
+Both are filled by decorators placed next to the module they describe (``modules/*.py`` and
+users' plugin files go through the same path)::
+
+    @register("SE", channels=same_channel, description="Squeeze-and-Excitation channel attention")
+    class SE(nn.Module): ...
+
+    @formula(SE)
+    def se_cost(m, t, x):
+        ...
+
+A name or class registered twice is an error that names both definitions -- the builder never
+silently picks one of two classes with the same name.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import FlopscopeError, suggestion
+
+
+@dataclass
+class ModuleSpec:
+    name: str
+    cls: type
+    channels: "ChannelRule"
+    description: str = ""
+    origin: str = "flopscope"  # 'flopscope', 'torch' or a plugin file path
+    inferred: bool = False  # channel rule guessed for a plugin class without one
+
+    @property
+    def signature(self) -> str:
+        try:
+            sig = inspect.signature(self.cls.__init__)
+        except (TypeError, ValueError):
+            return "(...)"
+        params = [p for p in sig.parameters.values() if p.name != "self"]
+        return "(" + ", ".join(str(p) for p in params) + ")"
+
+    @property
+    def where(self) -> str:
+        return _where(self.cls)
+
+
+def _where(obj) -> str:
+    try:
+        file = inspect.getsourcefile(obj) or "?"
+        line = inspect.getsourcelines(obj)[1]
+        return f"{file}:{line}"
+    except (OSError, TypeError):
+        return getattr(obj, "__module__", "?")
+
+
+class RegistryError(FlopscopeError):
+    pass
+
+
+MODULES: dict[str, ModuleSpec] = {}
+FORMULAS: dict[type, Callable] = {}
+
+
+def register(name: str | None = None, *, channels: "ChannelRule", description: str = "", origin: str | None = None,
+             aliases: tuple[str, ...] = ()):
+    """Class decorator: make ``cls`` available to YAML configs under ``name`` (default: class name)."""
+
+    def deco(cls):
+        add_module(name or cls.__name__, cls, channels, description, origin=origin)
+        for alias in aliases:
+            add_module(alias, cls, channels, description, origin=origin)
+        return cls
+
+    return deco
+
+
+def add_module(name: str, cls: type, channels: "ChannelRule", description: str = "", *, origin: str | None = None,
+               inferred: bool = False) -> ModuleSpec:
+    if name in MODULES:
+        old = MODULES[name]
+        if old.cls is cls:
+            return old
+        raise RegistryError(
+            f"module name {name!r} is defined twice: {old.where} and {_where(cls)} "
+            f"(the later definition would silently replace the earlier one)")
+    spec = ModuleSpec(name, cls, channels, description or _first_doc_line(cls),
+                      origin or ("torch" if cls.__module__.startswith("torch.") else "flopscope"), inferred)
+    MODULES[name] = spec
+    return spec
+
+
+def formula(*classes: type):
+    """Function decorator: the cost formula of module class(es).
+
+    A formula is ``fn(module, tracer, *input_shapes) -> output_shape``; it records its terms on
+    the tracer (``tracer.mac(...)``, ``tracer.ew(...)``) and runs sub-modules with
+    ``tracer(child, shape, name)``.
+    """
+
+    def deco(fn):
+        for cls in classes:
+            if cls in FORMULAS and FORMULAS[cls] is not fn:
+                raise RegistryError(f"a cost formula for {cls.__qualname__} is defined twice: "
+                                    f"{_where(FORMULAS[cls])} and {_where(fn)}")
+            FORMULAS[cls] = fn
+        return fn
+
+    return deco
+
+
+def lookup(name: str) -> ModuleSpec:
+    load_zoo()
+    if name in MODULES:
+        return MODULES[name]
+    raise RegistryError(f"unknown module {name!r}{suggestion(name, MODULES)}")
+
+
+def formula_for(cls: type):
+    """The formula registered for exactly this class (subclasses that may override forward get none)."""
+    return FORMULAS.get(cls)
+
+
+def _first_doc_line(cls) -> str:
+    doc = inspect.getdoc(cls) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+_zoo_loaded = False
+
+
+def load_zoo() -> None:
+    """Import the bundled module zoo (idempotent)."""
+    global _zoo_loaded
+    if not _zoo_loaded:
+        _zoo_loaded = True
+        from . import leaf_formulas  # noqa: F401  (torch leaf modules)
+        from . import modules  # noqa: F401  (the zoo registers itself on import)
+
+
+from .channels import ChannelRule  # noqa: E402  (type only; avoids an import cycle)
