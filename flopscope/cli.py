@@ -1,0 +1,101 @@
+"""The ``flopscope`` command line (Typer).  Commands live in :mod:`flopscope.commands`, one file each.
+
+Every error a user can cause ends as one line on stderr and exit code 2; ``--debug`` anywhere on
+the command line shows the traceback instead.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+
+import typer
+
+from .errors import FlopscopeError
+
+app = typer.Typer(
+    name="flopscope",
+    help="Exact, explainable Params / MACs / FLOPs / latency for YOLOv5-style models.\n\n"
+         "Example: flopscope model yolov5s --img 640",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DEBUG = False
+
+
+def fail(message: str, code: int = 2):
+    """Print one error line on stderr and exit."""
+    sys.stderr.write(f"flopscope: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def command(fn):
+    """Wrap a command so user errors become one stderr line and exit 2 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except FlopscopeError as e:
+            if DEBUG:
+                traceback.print_exc()
+            fail(str(e).replace("\n", " "), e.exit_code)
+        except Exception as e:  # noqa: BLE001 - never a raw traceback without --debug
+            if DEBUG:
+                traceback.print_exc()
+            msg = str(e).replace("\n", " ")[:300]
+            fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)")
+
+    return wrapper
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (any position)."),
+    plugin: list[str] = typer.Option([], "--plugin", help="Python file defining your own modules (repeatable, any "
+                                                          "position, every command)."),
+):
+    """Exact, explainable Params / MACs / FLOPs / latency for YOLOv5-style models."""
+    global DEBUG
+    DEBUG = DEBUG or debug
+
+
+def _take_global_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Remove ``--debug`` and ``--plugin FILE`` from anywhere in argv (they apply to every command)."""
+    global DEBUG
+    rest, plugins = [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--debug":
+            DEBUG = True
+        elif a == "--plugin":
+            plugins.append(next(it, ""))
+        elif a.startswith("--plugin="):
+            plugins.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return rest, plugins
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv, plugins = _take_global_options(list(sys.argv[1:] if argv is None else argv))
+    from . import commands  # noqa: F401  (registers every command on `app`)
+
+    if plugins:
+        load = command(_load_plugins)
+        try:
+            load(plugins)
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
+    app(args=argv, prog_name="flopscope")
+
+
+def _load_plugins(paths: list[str]) -> None:
+    from .plugins import load_plugins
+
+    load_plugins(paths)

@@ -1,0 +1,6 @@
+"""Option definitions shared by several commands (one place for names, defaults and help)."""
+import typer
+
+IMG = typer.Option("640", "--img", help="Image size: 640, or H,W such as 640,384.")
+BATCH = typer.Option(1, "--batch", help="Batch size.")
+NC = typer.Option(None, "--nc", help="Override the number of classes in the config.")
