@@ -130,7 +130,7 @@ def _parse(conf: cfgmod.ModelConfig):
                               layer=i, field="args") from None
         _check_channels(c2, conf.file, i, r.module)
         try:
-            m = nn.Sequential(*(spec.cls(*args) for _ in range(n_seq))) if n_seq > 1 else spec.cls(*args)
+            m = _construct(spec, args, n_seq)
         except FlopscopeError:
             raise
         except Exception as e:  # noqa: BLE001 - any constructor failure becomes a config error
@@ -143,6 +143,23 @@ def _parse(conf: cfgmod.ModelConfig):
             ch = []
         ch.append(c2)
     return layers, sorted(set(save)), info
+
+
+def _construct(spec: ModuleSpec, args: list, n: int) -> nn.Module:
+    """Instantiate (n times in a Sequential when n > 1); a constructor that cannot run on the
+    meta device is retried on CPU with real initialisation."""
+    def make():
+        return nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
+
+    try:
+        return make()
+    except (NotImplementedError, RuntimeError) as e:
+        if torch.get_default_device().type != "meta" or "meta" not in str(e).lower():
+            raise
+    with torch.device("cpu"):
+        m = make()
+    m.flopscope_built_on = "cpu"  # reported in the layer's counted_by
+    return m
 
 
 def _check_channels(c2, file, i, module):

@@ -45,6 +45,8 @@ def count_layers(model, shape) -> list[LayerCount]:
         except FlopscopeError as e:
             raise ConfigError(f"{info.module}: {e}", file=model.config.file, layer=info.index, field="module") from None
         y.append(x)
+        if getattr(m, "flopscope_built_on", None) == "cpu":
+            t.note("built on CPU (its constructor cannot run on the meta device)")
         out.append(LayerCount(info.index, xin, x, t.cost, t.notes))
     return out
 
