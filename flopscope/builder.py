@@ -40,7 +40,7 @@ class DetectionModel(nn.Module):
         self.layers = info
         self.config = config
         self.ch = config.ch
-        self.stride = torch.tensor([32.0])
+        self.stride = torch.tensor([32.0], device="cpu")
 
     @property
     def name(self) -> str:

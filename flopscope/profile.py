@@ -186,7 +186,7 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
             lc.cost.terms))
     mi = None
     if probed is not None:
-        mi = round(sum(r.model_info_flops for r in records) / 1e9, 6)
+        mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
