@@ -51,6 +51,9 @@ ELEMENTWISE_COST: dict[str, float] = {
     "Upsample.nearest": 1,  # per output element (a copy)
     "Upsample.bilinear": 11,  # per output element (as thop)
     "grid_sample.bilinear": 14,  # per sampled value: 4 weights x value + index/weight math
+    "bilinear.coords": 10,  # deformable conv, per sampling point: p0+pk+dp (2), frac (2), 1-frac (2), 4 weights
+    "bilinear.interp": 7,  # deformable conv, per sampled value (channel x point): 4 mul + 3 add
+    "weight_std": 7,  # weight standardisation, per weight element: mean, sub, var (2), div, gamma * w + beta (2)
     "Dropout": 0,
     "Identity": 0,
 }

@@ -52,6 +52,8 @@ class Tracer:
         """Record element-wise FLOPs: ``elems`` elements at ``ELEMENTWISE_COST[op]`` each."""
         c = ELEMENTWISE_COST[op] if per_elem is None else per_elem
         self.cost.add(self._name(name), "elementwise", op, round(c * elems), elems, rule)
+        if rule:
+            self.note(f"hand rule: {rule}")
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -121,6 +123,8 @@ def fcm_count(module, inputs):
     attempts = [device] if device.type == "cpu" else [device, torch.device("cpu")]
     last = None
     for dev in attempts:
+        if dev.type == "cpu" and last is not None:
+            _check_cpu_budget(module, inputs, last)
         try:
             m = module
             if dev.type == "cpu" and device.type == "meta":
@@ -141,6 +145,26 @@ def fcm_count(module, inputs):
             last = e
     raise FlopscopeError(f"{type(module).__name__} has no cost formula and could not run for FlopCounterMode: "
                          f"{type(last).__name__}: {last}")
+
+
+#: a module without formula that cannot run on meta is run on CPU only below this many bytes
+#: of inputs + weights (the analytic path must never allocate memory in proportion to the image)
+CPU_FALLBACK_BYTES = 1 << 30
+
+
+def _numel(shapes) -> int:
+    if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+        return sum(_numel(s) for s in shapes)
+    return prod(shapes) if isinstance(shapes, (list, tuple)) else 0
+
+
+def _check_cpu_budget(module, inputs, last) -> None:
+    need = 4 * (sum(_numel(s) for s in inputs) + sum(p.numel() for p in module.parameters()))
+    if need > CPU_FALLBACK_BYTES:
+        raise FlopscopeError(
+            f"{type(module).__name__} has no cost formula and does not run on the meta device "
+            f"({type(last).__name__}: {str(last)[:120]}); counting it with a real CPU forward would need about "
+            f"{need / 2**30:.1f} GiB, more than the {CPU_FALLBACK_BYTES >> 30} GiB allowed -- use a smaller --img")
 
 
 def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
