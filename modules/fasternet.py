@@ -18,28 +18,8 @@ from flopscope.channels import conv_like, conv_like_repeat
 from flopscope.registry import formula, register
 from flopscope.tracer import ShapeError, cat_channels, check_channels
 
+from ._layers import DropPath
 from .yolov5 import C3, Conv, c3_cost
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (timm's ``DropPath``); identity at eval."""
-
-    def __init__(self, p=0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-
-@formula(DropPath)
-def drop_path_cost(m, t, x):
-    if m.training and m.p:
-        t.ew("", "mul", prod(x), 2)  # mask, rescale
-    return x
 
 
 class Partial_conv3(nn.Module):  # noqa: N801 - FasterNet's name

@@ -24,6 +24,7 @@ from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
 from flopscope.tracer import ShapeError, cat_channels
 
+from ._layers import DropPath
 from .yolov5 import C3, Conv, c3_cost
 
 _NORMS = {"none": nn.Identity, "bn_2d": lambda c: nn.BatchNorm2d(c, eps=1e-6)}
@@ -32,25 +33,6 @@ _ACTS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiL
 
 def _act(name: str, inplace: bool = True) -> nn.Module:
     return nn.Identity() if name == "none" else _ACTS[name](inplace=inplace)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (timm ``DropPath``): identity at eval."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-
-@formula(DropPath)
-def drop_path_cost(m, t, x):
-    return x  # counted in eval mode
 
 
 class SqueezeExcite(nn.Module):
