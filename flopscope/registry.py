@@ -11,10 +11,14 @@ users' plugin files go through the same path)::
         ...
 
 A name or class registered twice is an error that names both definitions -- the builder never
-silently picks one of two classes with the same name.
+silently picks one of two classes with the same name.  Plugin files (:mod:`flopscope.plugins`)
+register inside :func:`plugin_scope`: there a name that is already taken by the zoo (or by another
+plugin) is *not* replaced; the plugin's class is registered under a qualified name
+(``<file stem>.<Name>``) and the shadowing is recorded, naming both definitions.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
@@ -46,6 +50,8 @@ class ModuleSpec:
 
 
 def _where(obj) -> str:
+    if obj in SOURCES:
+        return SOURCES[obj]
     try:
         file = inspect.getsourcefile(obj) or "?"
         line = inspect.getsourcelines(obj)[1]
@@ -60,6 +66,55 @@ class RegistryError(FlopscopeError):
 
 MODULES: dict[str, ModuleSpec] = {}
 FORMULAS: dict[type, Callable] = {}
+#: ``file:line`` of classes whose definition inspect cannot place reliably (plugin files that define
+#: the same class name twice); filled by the plugin loader, read by ``where``.
+SOURCES: dict[type, str] = {}
+
+
+@dataclass
+class PluginScope:
+    """Registration context of one plugin file (see :func:`plugin_scope`)."""
+
+    origin: str  # the plugin file path
+    qualifier: str  # prefix for names that are already taken, e.g. 'common'
+    registered: list = field(default_factory=list)  # ModuleSpec registered by this plugin
+    shadowed: list = field(default_factory=list)  # (name, old ModuleSpec, qualified name, cls)
+    redefined: list = field(default_factory=list)  # (name, old cls, new cls) -- same file, later wins
+    formulas: list = field(default_factory=list)  # classes given a formula by this plugin
+
+
+_SCOPES: list[PluginScope] = []
+
+
+@contextlib.contextmanager
+def plugin_scope(origin: str, qualifier: str):
+    """Registrations made inside belong to the plugin file ``origin`` and never replace a name
+    registered by someone else."""
+    load_zoo()  # before the scope opens: the zoo registers under its own names
+    scope = PluginScope(origin, qualifier)
+    _SCOPES.append(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPES.pop()
+
+
+def qualified_name(qualifier: str, name: str, origin: str) -> str:
+    """``qualifier.name``, or ``qualifier_2.name`` ... when another origin already holds it."""
+    k = 1
+    while True:
+        q = f"{qualifier}{'' if k == 1 else f'_{k}'}.{name}"
+        if q not in MODULES or MODULES[q].origin == origin:
+            return q
+        k += 1
+
+
+def remove_origin(origin: str) -> None:
+    """Forget every module registered by the plugin file ``origin`` (and its classes' formulas)."""
+    for name in [n for n, s in MODULES.items() if s.origin == origin]:
+        cls = MODULES.pop(name).cls
+        FORMULAS.pop(cls, None)
+        SOURCES.pop(cls, None)
 
 
 def register(name: str | None = None, *, channels: "ChannelRule", description: str = "", origin: str | None = None,
@@ -77,6 +132,8 @@ def register(name: str | None = None, *, channels: "ChannelRule", description: s
 
 def add_module(name: str, cls: type, channels: "ChannelRule", description: str = "", *, origin: str | None = None,
                inferred: bool = False) -> ModuleSpec:
+    if _SCOPES:
+        return _add_in_scope(_SCOPES[-1], name, cls, channels, description, inferred)
     if name in MODULES:
         old = MODULES[name]
         if old.cls is cls:
@@ -87,6 +144,27 @@ def add_module(name: str, cls: type, channels: "ChannelRule", description: str =
     spec = ModuleSpec(name, cls, channels, description or _first_doc_line(cls),
                       origin or ("torch" if cls.__module__.startswith("torch.") else "flopscope"), inferred)
     MODULES[name] = spec
+    return spec
+
+
+def _add_in_scope(scope: PluginScope, name, cls, channels, description, inferred) -> ModuleSpec:
+    old = MODULES.get(name)
+    if old is not None and old.cls is cls:
+        return old
+    target = name
+    if old is not None and old.origin != scope.origin:  # a built-in (or another plugin's) name: keep it
+        target = qualified_name(scope.qualifier, name, scope.origin)
+        scope.shadowed = [x for x in scope.shadowed if x[0] != name] + [(name, old, target, cls)]
+    prev = MODULES.get(target)
+    if prev is not None:
+        if prev.cls is cls:
+            return prev
+        # the same file registers the name twice: Python keeps the later class, so do we (reported)
+        scope.redefined.append((target, prev.cls, cls))
+        scope.registered = [x for x in scope.registered if x is not prev]
+    spec = ModuleSpec(target, cls, channels, description or _first_doc_line(cls), scope.origin, inferred)
+    MODULES[target] = spec
+    scope.registered.append(spec)
     return spec
 
 
@@ -104,6 +182,8 @@ def formula(*classes: type):
                 raise RegistryError(f"a cost formula for {cls.__qualname__} is defined twice: "
                                     f"{_where(FORMULAS[cls])} and {_where(fn)}")
             FORMULAS[cls] = fn
+            if _SCOPES:
+                _SCOPES[-1].formulas.append(cls)
         return fn
 
     return deco
