@@ -302,6 +302,7 @@ PTFLOPS_RULES: dict[str, Rule] = {
                _pt_unpatched("GELU")),
     "MaxPool2d": _r(_pt_pool, "ptflops: MaxPool2d counted 2/input element (module hook + F.max_pool2d patch)"),
     "AvgPool2d": _r(_pt_pool, "ptflops: AvgPool2d counted 2/input element (module hook + F.avg_pool2d patch)"),
+    "F.avg_pool2d": _r(lambda t, m: t.elems, "ptflops: F.avg_pool2d counted 1/input element (padded input)"),
     "AdaptiveAvgPool2d": _r(lambda t, m: 2 * t.value,
                             "ptflops: AdaptiveAvgPool2d counted 2/input element (module hook + functional patch)"),
     "AdaptiveMaxPool2d/": _r(lambda t, m: 2 * t.value,

@@ -176,7 +176,8 @@ def saconv2d_cost(m, t, x):
     t(m.pre_context, (b, c, 1, 1), "pre_context")
     t.ew("pre_context.add", "add", n)
     # switch: reflect pad 2 -> 5x5 average -> 1x1 conv (stride s)
-    t.ew("switch.avg_pool", "F.avg_pool2d", n, ELEMENTWISE_COST["AvgPool2d"] * 25)
+    padded = b * c * (h + 4) * (w + 4)  # F.avg_pool2d reads the padded map (elems); 25 adds per output
+    t.ew("switch.avg_pool", "F.avg_pool2d", padded, ELEMENTWISE_COST["AvgPool2d"] * 25 * n / padded)
     sw = t(m.switch, x, "switch")
     # two convs sharing the standardised weight (the second adds weight_diff)
     t.ew("weight_std", "weight_std", m.weight.numel())
