@@ -97,9 +97,12 @@ def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta")
     load_zoo()
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     device = torch.device(device)
-    act = cfgmod.parse_activation(conf.activation, conf.file) if conf.activation else None
-    init_ctx = skip_init() if device.type == "meta" else contextlib.nullcontext()
-    with torch.device(device), init_ctx, default_activation(act):
+    def init_ctx():
+        return skip_init() if device.type == "meta" else contextlib.nullcontext()
+
+    with torch.device(device), init_ctx():  # the activation's parameters (PReLU) live on the device too
+        act = cfgmod.parse_activation(conf.activation, conf.file) if conf.activation else None
+    with torch.device(device), init_ctx(), default_activation(act):
         layers, save, info = _parse(conf)
         model = DetectionModel(nn.Sequential(*layers), save, info, conf)
     model.eval()
@@ -125,17 +128,22 @@ def _parse(conf: cfgmod.ModelConfig):
             args, c2, n_seq = spec.channels(row)
         except ConfigError:
             raise
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, AttributeError) as e:
-            raise ConfigError(f"{r.module}: cannot derive channels from args {r.args!r}: {e}"[:300], file=conf.file,
-                              layer=i, field="args") from None
+        except FlopscopeError as e:
+            raise ConfigError(f"{r.module}: {e}", file=conf.file, layer=i, field="args") from None
+        except Exception as e:  # noqa: BLE001 - a channel rule (also a plugin's) failing on odd args
+            raise ConfigError(f"{r.module}: cannot derive channels from args {cfgmod.show(r.args)}: "
+                              f"{type(e).__name__}: {_msg(e)}", file=conf.file, layer=i, field="args") from e
         _check_channels(c2, conf.file, i, r.module)
         try:
             m = _construct(spec, args, n_seq)
-        except FlopscopeError:
+        except ConfigError:
             raise
+        except FlopscopeError as e:
+            raise ConfigError(f"{r.module}: {e}", file=conf.file, layer=i, field="args") from None
         except Exception as e:  # noqa: BLE001 - any constructor failure becomes a config error
-            raise ConfigError(f"{r.module}{_short(args)} failed to build: {type(e).__name__}: {e}"[:400],
-                              file=conf.file, layer=i, field="args") from None
+            raise ConfigError(f"{r.module}{_short(args)} failed to build: {type(e).__name__}: {_msg(e)}",
+                              file=conf.file, layer=i, field="args") from e
+        _check_hyper(m, conf.file, i, r.module)
         info.append(LayerInfo(i, r.f, n, r.module, args, c2, spec))
         save.extend(x % i for x in ([r.f] if isinstance(r.f, int) else r.f) if x != -1)
         layers.append(m)
@@ -165,16 +173,49 @@ def _construct(spec: ModuleSpec, args: list, n: int) -> nn.Module:
 def _check_channels(c2, file, i, module):
     for c in c2 if isinstance(c2, list) else [c2]:
         if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
-            raise ConfigError(f"{module} would have {c!r} output channels (width_multiple too small, or a "
+            raise ConfigError(f"{module} would have {cfgmod.show(c)} output channels (width_multiple too small, or a "
                               f"channel argument that is not a positive integer)", file=file, layer=i, field="args")
         if c > 1_000_000:
             raise ConfigError(f"{module} would have {c} output channels; not plausible", file=file, layer=i,
                               field="args")
 
 
+_WINDOWED = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
+
+
+def _check_hyper(m: nn.Module, file, i, module):
+    """Kernel / stride / dilation / groups / scale that torch accepts at construction but that
+    cannot run (0, negative, fractional) are reported at the layer that sets them."""
+    for name, sub in m.named_modules():
+        checks = []
+        if isinstance(sub, _WINDOWED):
+            checks = [(a, getattr(sub, a, None)) for a in ("kernel_size", "stride", "dilation", "groups")]
+        elif isinstance(sub, nn.Upsample):
+            if sub.scale_factor is None and sub.size is None:
+                raise ConfigError(f"{module} ({type(sub).__name__}): needs a size or a non-zero scale_factor",
+                                  file=file, layer=i, field="args")
+            checks = [("scale_factor", sub.scale_factor), ("size", sub.size)]
+        for attr, v in checks:
+            vals = v if isinstance(v, (tuple, list)) else (v,)
+            for x in vals:
+                if x is None:
+                    continue
+                ok = (isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and x == x
+                      and x != float("inf") and (attr == "scale_factor" or float(x).is_integer()))
+                if not ok:
+                    part = f" ({type(sub).__name__} {name})" if name else f" ({type(sub).__name__})"
+                    raise ConfigError(f"{module}{part}: {attr} must be a positive "
+                                      f"{'number' if attr == 'scale_factor' else 'integer'}, got {cfgmod.show(v)}",
+                                      file=file, layer=i, field="args")
+
+
 def _short(args) -> str:
-    s = repr(args)
-    return s if len(s) < 120 else s[:117] + "...]"
+    return cfgmod.show(args)
+
+
+def _msg(e: BaseException, limit: int = 200) -> str:
+    s = str(e).replace("\n", " ")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def set_strides(model: DetectionModel, s: int = 256) -> None:
@@ -185,15 +226,27 @@ def set_strides(model: DetectionModel, s: int = 256) -> None:
         shapes, head_inputs = propagate(model, (1, model.ch, s, s))
     except FlopscopeError:
         return  # reported properly when the model is counted at the requested size
+    try:
+        stride = _strides(model, shapes, head_inputs, s)
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError):
+        return  # odd output shapes: keep the default stride; counting reports real problems
+    model.stride = stride
+
+
+def _strides(model, shapes, head_inputs, s):
     head = model.model[-1]
     if head_inputs is not None and hasattr(head, "anchors") and isinstance(head_inputs, list):
-        stride = torch.tensor([s / x[-2] for x in head_inputs])
-        head.stride = stride
-        with torch.no_grad():
-            if head.anchors.device.type != "meta":
-                head.anchors /= stride.view(-1, 1, 1).to(head.anchors.device)
+        levels = head_inputs[: getattr(head, "nl", len(head_inputs))]  # an aux head's extra inputs follow its nl levels
+        stride = torch.tensor([s / x[-2] for x in levels], device="cpu")
+        if len(stride) == len(head.anchors) and bool(torch.isfinite(stride).all()) and bool((stride > 0).all()):
+            head.stride = stride
+            with torch.no_grad():
+                if head.anchors.device.type != "meta":
+                    head.anchors /= stride.view(-1, 1, 1).to(head.anchors.device)
     else:
         last = shapes[-1]
         last = last[0] if isinstance(last, (tuple, list)) and last and isinstance(last[0], (tuple, list)) else last
-        stride = torch.tensor([s / last[-2]]) if isinstance(last, tuple) and len(last) == 4 else torch.tensor([32.0])
-    model.stride = stride
+        stride = torch.tensor([s / last[-2]] if isinstance(last, tuple) and len(last) == 4 else [32.0], device="cpu")
+    if not bool(torch.isfinite(stride).all()) or not bool((stride > 0).all()):
+        raise ValueError("stride")
+    return stride

@@ -11,7 +11,7 @@ import traceback
 
 import typer
 
-from .errors import FlopscopeError
+from .errors import FlopscopeError, nearest, one_line, suggestion
 
 app = typer.Typer(
     name="flopscope",
@@ -28,7 +28,7 @@ DEBUG = False
 
 def fail(message: str, code: int = 2):
     """Print one error line on stderr and exit."""
-    sys.stderr.write(f"flopscope: error: {message}\n")
+    sys.stderr.write(f"flopscope: error: {one_line(message)}\n")
     raise typer.Exit(code)
 
 
@@ -92,7 +92,61 @@ def main(argv: list[str] | None = None) -> None:
             load(plugins)
         except typer.Exit as e:
             sys.exit(e.exit_code)
-    app(args=argv, prog_name="flopscope")
+    _run(argv)
+
+
+def _run(argv: list[str]) -> None:
+    """Run the app; usage errors (unknown option or command, bad value) become one stderr line
+    with the nearest option or command name, exit 2 -- like every other error."""
+    click = _click_exceptions()
+    try:
+        rv = app(args=argv, prog_name="flopscope", standalone_mode=False)
+    except click.NoArgsIsHelpError as e:  # bare `flopscope`: the help (Typer's rich help is already printed)
+        text = e.format_message()
+        if text.strip():
+            sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        sys.stderr.write(f"flopscope: error: {_usage_message(e, argv)}\n")
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        sys.stderr.write(f"flopscope: error: {one_line(e.format_message())}\n")
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.stderr.write("flopscope: aborted\n")
+        sys.exit(1)
+    # standalone_mode=False hands back typer.Exit codes (e.g. 2 from `fail`) as the return value
+    sys.exit(rv if type(rv) is int else 0)
+
+
+def _click_exceptions():
+    """Click's exception classes as Typer raises them (Typer >= 0.24 vendors Click as typer._click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older Typer on the click package
+        from click import exceptions
+    return exceptions
+
+
+def _usage_message(e, argv: list[str]) -> str:
+    import re
+
+    click = _click_exceptions()
+    msg = one_line(e.format_message())
+    ctx = e.ctx
+    if ctx is not None and isinstance(e, click.NoSuchOption) and not e.possibilities:
+        # Click suggests only close, same-case long options; '-img' is parsed as '-i' '-m' '-g'
+        token = next((a for a in argv if a.startswith(e.option_name) and not a.startswith("--")), e.option_name)
+        opts = sorted({o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")})
+        hits = nearest("--" + token.lstrip("-").split("=")[0], opts)
+        if hits:
+            msg = f"no such option: {token} (did you mean {', '.join(hits)}?)"
+    elif ctx is not None and "Did you mean" not in msg and hasattr(ctx.command, "list_commands"):
+        m = re.match(r"No such command '(.+?)'", msg)
+        if m:
+            msg += suggestion(m.group(1), ctx.command.list_commands(ctx))
+    where = ctx.command_path if ctx is not None else "flopscope"
+    return f"{msg} (see '{where} --help')"
 
 
 def _load_plugins(paths: list[str]) -> None:

@@ -9,16 +9,41 @@ from __future__ import annotations
 
 import ast
 import re
+import reprlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, suggestion
+from .errors import ConfigError, FlopscopeError, suggestion
 
-MAX_REPEATS = 1000
+# Plausibility limits: a config beyond them is refused with a clear error instead of building
+# for minutes, recursing without end or allocating without bound.
+MAX_REPEATS = 1000  # 'number' of one row, before and after depth_multiple
+MAX_BLOCKS = 5000  # sum over rows of the depth-scaled repeats
+MAX_ROWS = 2000
+MAX_FROM = 100  # entries of one 'from' list
+MAX_BYTES = 4 << 20  # size of a config file
+MAX_NODES = 200_000  # YAML nodes after alias expansion ("billion laughs")
+MAX_DEPTH = 32  # nesting of lists / mappings
+MAX_LITERAL = 2000  # characters of one literal string argument
+MAX_ACT_NUMBER = 1_000_000  # numeric arguments of the activation
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"^[^\W\d][\w.\-]*$")  # module names: words (Unicode letters too), dots, dashes
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 80
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+_repr.maxlevel = 3
+
+
+def show(value) -> str:
+    """A short, one-line repr of a value from a config (bounded, whatever its size or nesting)."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # noqa: BLE001 - a repr must never fail an error message
+        return f"<{type(value).__name__}>"
 
 
 def bundled_names() -> list[str]:
@@ -29,15 +54,28 @@ def bundled_names() -> list[str]:
 def resolve(cfg: str | Path) -> tuple[str, str, str]:
     """Return (name, display path, text) for a bundled name or a file path."""
     s = str(cfg)
+    if not s:
+        raise ConfigError("empty config name", file="''")
+    if "\x00" in s:
+        raise ConfigError("not a usable path: it contains a NUL character", file=show(s))
     p = Path(s)
-    if p.is_file():
+    try:
+        is_file, is_dir, exists = p.is_file(), p.is_dir(), p.exists()
+    except (OSError, ValueError) as e:  # name too long, embedded NUL ...
+        raise ConfigError(f"not a usable path: {getattr(e, 'strerror', None) or e}", file=show(s)) from None
+    if is_file:
         try:
-            data = p.read_bytes()
+            with p.open("rb") as fh:
+                data = fh.read(MAX_BYTES + 1)
         except OSError as e:
-            raise ConfigError(f"cannot read config: {e.strerror}", file=s) from None
+            raise ConfigError(f"cannot read config: {e.strerror or e}", file=s) from None
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"larger than {MAX_BYTES >> 20} MiB; not a model config", file=s)
         return p.stem, s, _decode(data, s)
-    if p.is_dir():
+    if is_dir:
         raise ConfigError("is a directory, not a config file", file=s)
+    if exists:
+        raise ConfigError("not a regular file (device, FIFO or socket)", file=s)
     stem = p.name.removesuffix(".yaml").removesuffix(".yml")
     if len(p.parts) == 1:
         f = resources.files("flopscope.yamls") / f"{stem}.yaml"
@@ -85,17 +123,45 @@ class ModelConfig:
 
 def load(cfg: str | Path | dict, nc: int | None = None) -> ModelConfig:
     if isinstance(cfg, dict):
-        name, file, data = cfg.get("name", "model"), "<dict>", cfg
+        name, file, data = str(cfg.get("name", "model")), "<dict>", cfg
     else:
         name, file, text = resolve(cfg)
         try:
-            data = yaml.safe_load(text)
+            data = yaml.safe_load(text)  # the safe loader only: no tags that build Python objects
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            if isinstance(e, yaml.reader.ReaderError) and isinstance(e.position, int):
+                line = text.count("\n", 0, e.position) + 1
+                where = f" at line {line}, column {e.position - (text.rfind(chr(10), 0, e.position) + 1) + 1}"
+            problem = getattr(e, "problem", None) or (str(e).splitlines() or ["?"])[0]
             raise ConfigError(f"invalid YAML{where}: {problem}", file=file) from None
+        except (RecursionError, MemoryError):
+            raise ConfigError(f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)", file=file) from None
+    check_size(data, file)
     return validate(data, name, file, nc)
+
+
+def check_size(data, file: str) -> None:
+    """Refuse self-referencing aliases, alias bombs ("billion laughs") and deep nesting, before
+    anything walks the structure."""
+    budget = [MAX_NODES]
+
+    def walk(v, depth, stack):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"too large: more than {MAX_NODES} values after expanding YAML aliases", file=file)
+        if isinstance(v, (list, dict)):
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested too deeply (max {MAX_DEPTH} levels)", file=file)
+            if id(v) in stack:
+                raise ConfigError("a YAML alias refers to itself (recursive structure)", file=file)
+            stack.add(id(v))
+            for x in (v.values() if isinstance(v, dict) else v):
+                walk(x, depth + 1, stack)
+            stack.discard(id(v))
+
+    walk(data, 0, set())
 
 
 def _err(msg, file, layer=None, field=None):
@@ -107,9 +173,9 @@ def _number(data, key, file, default=None, positive=True):
     if v is None:
         raise _err("missing", file, field=key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # NaN
-        raise _err(f"must be a number, got {v!r}", file, field=key)
+        raise _err(f"must be a number, got {show(v)}", file, field=key)
     if positive and v <= 0:
-        raise _err(f"must be positive, got {v!r}", file, field=key)
+        raise _err(f"must be positive, got {show(v)}", file, field=key)
     return v
 
 
@@ -118,32 +184,40 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
         raise _err("empty config", file)
     if not isinstance(data, dict):
         raise _err(f"a model config is a mapping with backbone/head sections, got {type(data).__name__}", file)
-    nc = nc_override if nc_override is not None else data.get("nc", 80)
+    if nc_override is not None:
+        if isinstance(nc_override, bool) or not isinstance(nc_override, int) or not 0 < nc_override <= 100_000:
+            raise FlopscopeError(f"--nc must be a positive integer (at most 100000), got {show(nc_override)}")
+        nc = nc_override
+    else:
+        nc = data.get("nc", 80)
     if isinstance(nc, bool) or not isinstance(nc, int) or nc <= 0 or nc > 100_000:
-        raise _err(f"must be a positive integer, got {nc!r}", file, field="nc")
+        raise _err(f"must be a positive integer (at most 100000), got {show(nc)}", file, field="nc")
     gd = _number(data, "depth_multiple", file, 1.0)
     gw = _number(data, "width_multiple", file, 1.0)
     if gd > 100 or gw > 100:
         raise _err("multiples above 100 are not plausible", file, field="depth_multiple" if gd > 100 else "width_multiple")
     ch = data.get("ch", 3)
     if isinstance(ch, bool) or not isinstance(ch, int) or not 0 < ch <= 4096:
-        raise _err(f"must be a positive integer, got {ch!r}", file, field="ch")
+        raise _err(f"must be a positive integer (at most 4096), got {show(ch)}", file, field="ch")
     anchors = data.get("anchors", 3)
     if isinstance(anchors, bool) or not isinstance(anchors, (int, list)):
-        raise _err(f"must be a list of per-level anchor lists or an int, got {anchors!r}", file, field="anchors")
+        raise _err(f"must be a list of per-level anchor lists or an int, got {show(anchors)}", file, field="anchors")
     if isinstance(anchors, int):
         if not 0 < anchors <= 100:
-            raise _err(f"must be positive, got {anchors}", file, field="anchors")
+            raise _err(f"must be between 1 and 100 anchors per level, got {anchors}", file, field="anchors")
     else:
         if not anchors or not all(isinstance(a, list) and a and len(a) % 2 == 0 and
                                   all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a)
                                   for a in anchors):
             raise _err("each level must be a non-empty list of w,h pairs of numbers", file, field="anchors")
+        if len(anchors) > 16 or any(len(a) > 200 for a in anchors):
+            raise _err("at most 16 levels of at most 100 anchors each", file, field="anchors")
     act = data.get("activation")
     if act is not None and not isinstance(act, str):
-        raise _err(f"must be a string such as nn.LeakyReLU(0.1), got {act!r}", file, field="activation")
+        raise _err(f"must be a string such as nn.LeakyReLU(0.1), got {show(act)}", file, field="activation")
 
     rows: list[LayerRow] = []
+    blocks = 0
     for section in ("backbone", "head"):
         sec = data.get(section)
         if sec is None:
@@ -152,7 +226,18 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
             raise _err(f"must be a list of [from, number, module, args] rows, got {type(sec).__name__}", file,
                        field=section)
         for row in sec:
-            rows.append(_row(row, len(rows), section, file))
+            if len(rows) >= MAX_ROWS:
+                raise _err(f"more than {MAX_ROWS} layers is not plausible", file, len(rows), section)
+            r = _row(row, len(rows), section, file)
+            n = max(round(r.n * gd), 1) if r.n > 1 else r.n
+            if n > MAX_REPEATS:
+                raise _err(f"{r.n} repeats x depth_multiple {gd} = {n} is not plausible (max {MAX_REPEATS})",
+                           file, r.index, "number")
+            blocks += n
+            if blocks > MAX_BLOCKS:
+                raise _err(f"the model would have more than {MAX_BLOCKS} blocks in total (repeats after "
+                           f"depth_multiple); not plausible", file, r.index, "number")
+            rows.append(r)
     if not rows:
         raise _err("no layers", file, field="backbone")
     return ModelConfig(name, file, nc, gd, gw, anchors, ch, act, rows, data)
@@ -160,11 +245,14 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
 
 def _row(row, i, section, file) -> LayerRow:
     if not isinstance(row, list) or len(row) != 4:
-        raise _err(f"a row is [from, number, module, args], got {row!r}"[:200], file, i, section)
+        got = f"a list of {len(row)}" if isinstance(row, list) else show(row)
+        raise _err(f"a row is [from, number, module, args], got {got}", file, i, section)
     f, n, m, args = row
     if isinstance(f, bool) or not isinstance(f, (int, list)) or (isinstance(f, list) and (
             not f or not all(isinstance(x, int) and not isinstance(x, bool) for x in f))):
-        raise _err(f"must be an int or a list of ints, got {f!r}", file, i, "from")
+        raise _err(f"must be an int or a list of ints, got {show(f)}", file, i, "from")
+    if isinstance(f, list) and len(f) > MAX_FROM:
+        raise _err(f"{len(f)} inputs is not plausible (max {MAX_FROM})", file, i, "from")
     for x in f if isinstance(f, list) else [f]:
         if i == 0 and x != -1:
             raise _err(f"the first layer can only take the input (-1), got {x}", file, i, "from")
@@ -172,17 +260,18 @@ def _row(row, i, section, file) -> LayerRow:
             kind = "a later layer (forward reference)" if x >= i else "a layer before the first"
             raise _err(f"index {x} points to {kind}; valid: -1 or {-i}..{i - 1}", file, i, "from")
     if isinstance(n, bool) or not isinstance(n, int):
-        raise _err(f"must be an integer, got {n!r}", file, i, "number")
+        raise _err(f"must be an integer, got {show(n)}", file, i, "number")
     if n < 1:
         raise _err(f"must be at least 1, got {n}", file, i, "number")
     if n > MAX_REPEATS:
         raise _err(f"{n} repeats is not plausible (max {MAX_REPEATS})", file, i, "number")
     if not isinstance(m, str) or not m:
-        raise _err(f"must be a module name, got {m!r}", file, i, "module")
-    if not _WORD.match(m):
-        raise _err(f"{m!r} is not a module name (configs are never evaluated)", file, i, "module")
+        raise _err(f"must be a module name, got {show(m)}", file, i, "module")
+    if len(m) > 100 or not _NAME.match(m):
+        raise _err(f"{show(m)} is not a module name; names resolve through the registry and are never "
+                   f"evaluated", file, i, "module")
     if not isinstance(args, list):
-        raise _err(f"must be a list, got {args!r}"[:200], file, i, "args")
+        raise _err(f"must be a list, got {show(args)}", file, i, "args")
     return LayerRow(i, f, n, m, args, section)
 
 
@@ -195,10 +284,13 @@ def resolve_args(args: list, nc: int, anchors, file: str, index: int) -> list:
             if a in symbols:
                 a = symbols[a]
             elif not _WORD.match(a):
+                if len(a) > MAX_LITERAL:
+                    raise _err(f"a string argument of {len(a)} characters is not plausible (max {MAX_LITERAL})",
+                               file, index, "args")
                 try:
                     a = ast.literal_eval(a)
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                    raise _err(f"{a!r} is neither a known symbol nor a literal (configs are never evaluated)"[:300],
+                    raise _err(f"{show(a)} is neither a known symbol nor a literal (configs are never evaluated)",
                                file, index, "args") from None
         out.append(a)
     return out
@@ -212,10 +304,12 @@ def parse_activation(text: str, file: str):
     """``nn.LeakyReLU(0.1)`` -> an instance, with literal arguments only."""
     import torch.nn as nn
 
-    try:
-        node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        node = None
+    node = None
+    if len(text) <= MAX_LITERAL:
+        try:
+            node = ast.parse(text.strip(), mode="eval").body
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            node = None
     name = None
     if isinstance(node, ast.Call):
         func = node.func
@@ -224,11 +318,23 @@ def parse_activation(text: str, file: str):
         elif isinstance(func, ast.Name):
             name = func.id
     if name not in _ACTS:
-        raise _err(f"{text!r} is not an activation of the form nn.Name(literal args); known: "
-                   f"{', '.join(_ACTS)}", file, field="activation")
+        raise _err(f"{show(text)} is not an activation of the form nn.Name(literal args), which is never "
+                   f"evaluated; known: {', '.join(_ACTS)}", file, field="activation")
     try:
         args = [ast.literal_eval(a) for a in node.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _err(f"{show(text)}: arguments must be literals (numbers, True/False); configs are never evaluated",
+                   file, field="activation") from None
+    if len(kwargs) != len(node.keywords):
+        raise _err(f"{show(text)}: **kwargs are not allowed", file, field="activation")
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, bool) or v is None or (isinstance(v, str) and len(v) <= 20):  # inplace=, approximate=
+            continue
+        if not isinstance(v, (int, float)) or not abs(v) <= MAX_ACT_NUMBER:
+            raise _err(f"{show(text)}: arguments must be numbers up to {MAX_ACT_NUMBER}, True/False or short "
+                       f"words, got {show(v)}", file, field="activation")
+    try:
         return getattr(nn, name)(*args, **kwargs)
-    except (ValueError, TypeError, SyntaxError) as e:
-        raise _err(f"bad arguments in {text!r}: {e}", file, field="activation") from None
+    except Exception as e:  # noqa: BLE001 - any constructor failure is a config error
+        raise _err(f"bad arguments in {show(text)}: {type(e).__name__}: {e}", file, field="activation") from None

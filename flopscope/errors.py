@@ -2,6 +2,14 @@
 from __future__ import annotations
 
 import difflib
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(text) -> str:
+    """``text`` as a single line: newlines and other control characters become one space."""
+    return _CONTROL.sub(" ", str(text)).strip()
 
 
 class FlopscopeError(Exception):
@@ -17,11 +25,12 @@ class ConfigError(FlopscopeError):
         self.file, self.layer, self.field = file, layer, field
         where = []
         if file:
-            where.append(str(file))
+            where.append(one_line(file))
         if layer is not None:
             where.append(f"layer {layer}")
         if field:
             where.append(field)
+        message = one_line(message)
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 
 from .builder import DetectionModel, build_model
+from .config import show
 from .cost import MAC_KINDS
 from .engine import LayerCount, count_layers
 from .errors import FlopscopeError
@@ -123,6 +124,10 @@ def jsonable(v):
     return str(v)
 
 
+MAX_IMG = 1_000_000  # pixels per side; the analytic path handles it without memory, figures stay exact ints
+MAX_BATCH = 1_000_000
+
+
 def parse_img(img) -> tuple[int, int]:
     """640 -> (640, 640); '640,384' or (640, 384) -> (640, 384) as (H, W)."""
     if isinstance(img, str):
@@ -130,19 +135,19 @@ def parse_img(img) -> tuple[int, int]:
         try:
             vals = [int(p) for p in parts]
         except ValueError:
-            raise FlopscopeError(f"--img must be an integer or H,W integers, got {img!r}") from None
+            raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}") from None
     elif isinstance(img, int) and not isinstance(img, bool):
         vals = [img]
     elif isinstance(img, (tuple, list)):
         vals = list(img)
     else:
-        raise FlopscopeError(f"--img must be an integer or H,W integers, got {img!r}")
+        raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}")
     if len(vals) == 1:
         vals = vals * 2
     if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals):
-        raise FlopscopeError(f"--img must be one or two positive integers, got {img!r}")
-    if max(vals) > 1_000_000:
-        raise FlopscopeError(f"--img {img} is not a plausible image size (max 1000000)")
+        raise FlopscopeError(f"--img must be one or two positive integers, got {show(img)}")
+    if max(vals) > MAX_IMG:
+        raise FlopscopeError(f"--img {show(img).strip(chr(39))} is not a plausible image size (max {MAX_IMG})")
     return vals[0], vals[1]
 
 
@@ -163,6 +168,8 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
     """Count a model (config name / path / dict, or a built :class:`DetectionModel`)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
+    if batch > MAX_BATCH:
+        raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
     model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
     notes: list[str] = []
     hw = check_img(model, parse_img(img), notes)
