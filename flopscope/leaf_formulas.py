@@ -157,7 +157,9 @@ def upsample(m: nn.Upsample, t, x):
         sh, sw = _pair(m.scale_factor)
         oh, ow = int(h * sh), int(w * sw)
     y = (b, c, oh, ow)
-    mode = "nearest" if m.mode == "nearest" else "bilinear"
+    if m.mode not in ("nearest", "nearest-exact", "bilinear", "bicubic", "area"):
+        raise ShapeError(f"Upsample mode {m.mode!r} is not a 2-D mode (nearest, bilinear, bicubic, area)")
+    mode = "nearest" if m.mode.startswith("nearest") else "bilinear"
     t.ew("", f"Upsample.{mode}", prod(y))
     return y
 
