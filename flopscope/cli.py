@@ -51,7 +51,18 @@ def command(fn):
             msg = str(e).replace("\n", " ")[:300]
             fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)")
 
+    wrapper.__doc__ = _reflow(fn.__doc__)
     return wrapper
+
+
+def _reflow(doc: str | None) -> str | None:
+    """Join the wrapped lines of each docstring paragraph (help text is re-wrapped to the terminal)."""
+    if not doc:
+        return doc
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 @app.callback()
