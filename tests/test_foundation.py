@@ -164,3 +164,10 @@ def test_module_without_formula_is_counted_by_fcm():
         assert layer.macs == 32 * 32 * 32 * 16 * 9  # hand-derived: out 32x32x32, Cin 16, 3x3
     finally:
         del MODULES["TestNoFormulaConv"]
+
+
+def test_yolov5s_seg_matches_yolov5_log():
+    """YOLOv5 v7.0 segment/train log: 'YOLOv5s-seg summary: 225 layers, 7621277 parameters, ..., 26.6 GFLOPs'."""
+    r = flopscope.profile("yolov5s-seg", img=640)
+    assert r.params == 7_621_277
+    assert f"{r.model_info_gflops:.1f}" == "26.6"
