@@ -25,6 +25,7 @@ from flopscope.registry import formula, register
 from flopscope.tracer import ShapeError, cat_channels
 
 from ._layers import DropPath
+from .c2f import C2f, c2f_cost
 from .yolov5 import C3, Conv, c3_cost
 
 _NORMS = {"none": nn.Identity, "bn_2d": lambda c: nn.BatchNorm2d(c, eps=1e-6)}
@@ -240,24 +241,10 @@ formula(C3_iRMBseed)(c3_cost)
 
 @register(channels=conv_like_repeat,
           description="YOLOv8 C2f whose bottlenecks are seed 004's (3x3 cv1, 3x3 cv2, iRMB)")
-class C2f_iRMB(nn.Module):  # noqa: N801
+class C2f_iRMB(C2f):  # noqa: N801
     def __init__(self, c1, c2, n=1, shortcut=False, g=1, e=0.5):
-        super().__init__()
-        self.c = int(c2 * e)
-        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
-        self.cv2 = Conv((2 + n) * self.c, c2, 1)
+        super().__init__(c1, c2, n, shortcut, g, e)
         self.m = nn.ModuleList(BottleneckIRMB(self.c, self.c, shortcut, g, k=(3, 3), e=1.0) for _ in range(n))
 
-    def forward(self, x):
-        y = list(self.cv1(x).chunk(2, 1))
-        y.extend(m(y[-1]) for m in self.m)
-        return self.cv2(torch.cat(y, 1))
 
-
-@formula(C2f_iRMB)
-def c2f_irmb_cost(m, t, x):
-    b, _, h, w = t(m.cv1, x, "cv1")
-    ys = [(b, m.c, h, w)] * 2
-    for i, block in enumerate(m.m):
-        ys.append(t(block, ys[-1], f"m.{i}"))
-    return t(m.cv2, cat_channels(ys), "cv2")
+formula(C2f_iRMB)(c2f_cost)
