@@ -25,7 +25,7 @@ from flopscope.registry import formula, register
 from flopscope.tracer import ShapeError, cat_channels
 
 from ._layers import DropPath
-from .c2f import C2f, c2f_cost
+from .c2f import Bottleneck_v8, C2f, c2f_cost
 from .yolov5 import C3, Conv, c3_cost
 
 _NORMS = {"none": nn.Identity, "bn_2d": lambda c: nn.BatchNorm2d(c, eps=1e-6)}
@@ -201,15 +201,11 @@ def irmb_cost(m, t, x):
 
 
 # --------------------------------------------------------------------------------------------
-class BottleneckIRMB(nn.Module):
+class BottleneckIRMB(Bottleneck_v8):
     """Seed 004's pasted ``Bottleneck``: Conv k[0] -> Conv k[1] -> iRMB(c2) (+ input when shortcut and c1 == c2)."""
 
     def __init__(self, c1, c2, shortcut=True, g=1, k=(3, 3), e=0.5):
-        super().__init__()
-        c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, k[0], 1)
-        self.cv2 = Conv(c_, c2, k[1], 1, g=g)
-        self.add = shortcut and c1 == c2
+        super().__init__(c1, c2, shortcut, g, k, e)
         self.iRMB = iRMB(c2)
 
     def forward(self, x):
