@@ -32,6 +32,14 @@ def args_str(args, limit: int = 48) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def count_mark(counted_by: str) -> str:
+    """'*' when part of a layer was counted without a formula (FlopCounterMode / CPU), '†' for a hand rule."""
+    notes = counted_by.split("; ")[1:]
+    if any(not n.startswith("hand rule") for n in notes):
+        return "*"
+    return "†" if notes else ""
+
+
 def layer_rows(report) -> list[dict]:
     """The table's rows as plain values (shared by table / CSV / Markdown)."""
     total = report.flops or 1
@@ -82,7 +90,7 @@ def table(report) -> Table:
         t.add_column(col, justify=just, no_wrap=col not in ("args",))
     for row, r in zip(layer_rows(report), report.layers):
         mark = NONLINEAR_MARK if r.linear_in_hw is False else ""
-        module = row["module"] + ("*" if r.counted_by != "formula" else "")
+        module = row["module"] + count_mark(r.counted_by)
         t.add_row(str(row["idx"]), row["from"], str(row["n"]), module, args_str(r.args), row["out_shape"],
                   f"{row['params']:,}", f"{row['gmacs']:.3f}", f"{row['gflops']:.3f}", f"{row['elementwise_gflops']:.3f}",
                   f"{row['pct']:.1f}", mark)
@@ -99,9 +107,11 @@ def print_report(report, console: Console | None = None) -> None:
     console.print(table(report))
     for line in summary_lines(report):
         console.print(line, highlight=False, markup=False)
-    starred = [f"{r.index}: {r.counted_by}" for r in report.layers if r.counted_by != "formula"]
-    if starred:
-        console.print("* counted partly without a formula: " + "; ".join(starred), highlight=False, markup=False)
+    for mark, text in (("*", "counted partly without a formula"), ("†", "counted partly by a hand-derived rule "
+                                                                      "(work FlopCounterMode cannot see)")):
+        rows = [f"{r.index}: {r.counted_by}" for r in report.layers if count_mark(r.counted_by) == mark]
+        if rows:
+            console.print(f"{mark} {text}: " + "; ".join(rows), highlight=False, markup=False)
 
 
 CSV_COLUMNS = ["idx", "from", "n", "module", "args", "out_shape", "params", "gmacs", "gflops", "conv_gmacs",
