@@ -18,7 +18,7 @@ import torch.nn as nn
 from .builder import DetectionModel, build_model
 from .config import show
 from .cost import MAC_KINDS
-from .engine import LayerCount, count_layers
+from .engine import count_layers
 from .errors import FlopscopeError
 from .rules import thop_macs
 

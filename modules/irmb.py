@@ -15,18 +15,17 @@ from __future__ import annotations
 import math
 from math import prod
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from flopscope.channels import conv_like_repeat, same_channel
 from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels
+from flopscope.tracer import ShapeError
 
 from ._layers import DropPath
 from .c2f import Bottleneck_v8, C2f, c2f_cost
-from .yolov5 import C3, Conv, c3_cost
+from .yolov5 import C3, c3_cost
 
 _NORMS = {"none": nn.Identity, "bn_2d": lambda c: nn.BatchNorm2d(c, eps=1e-6)}
 _ACTS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}

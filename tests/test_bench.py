@@ -3,9 +3,6 @@ events, CUDA-unavailable errors, and roofline figures against hand calculations.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,14 +11,13 @@ from flopscope import bench, roofline
 from flopscope.errors import FlopscopeError
 from flopscope.profile import profile
 
+from cli_helpers import run_subprocess
+
 
 def run(*args, cwd=None):
     # one torch thread: CI cores are shared, and a multi-threaded forward on a loaded machine waits for the
     # slowest core (timings become 10x slower and noisy)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "flopscope", *args], capture_output=True, text=True, cwd=cwd,
-                       timeout=300, env=env)
-    return p.returncode, p.stdout, p.stderr
+    return run_subprocess(*args, cwd=cwd, threads=1)
 
 
 RESULT_KEYS = {"model", "img", "device", "dtype", "channels_last", "cuda_graph", "cudnn_benchmark", "warmup", "iters",

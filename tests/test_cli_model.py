@@ -4,18 +4,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 
 import pytest
 
 import flopscope
 
+from cli_helpers import run_subprocess
+
 
 def run(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "flopscope", *args], capture_output=True, text=True, cwd=cwd,
-                       timeout=300)
-    return p.returncode, p.stdout, p.stderr
+    return run_subprocess(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

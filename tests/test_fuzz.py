@@ -12,9 +12,7 @@ The tests count their own cases (>= 200 in all).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import os
 import re
 import subprocess
@@ -26,8 +24,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import flopscope.cli as cli
-from flopscope.cli import main
+
+from cli_helpers import run_cli
 
 BASE = yaml.safe_load((resources.files("flopscope.yamls") / "yolov5s.yaml").read_text(encoding="utf-8"))
 N_ROWS = len(BASE["backbone"]) + len(BASE["head"])
@@ -79,19 +77,6 @@ MODULE_NAMES = ["Conv", "C3", "SPPF", "Concat", "Detect", "nn.Upsample", "nn.Ide
                 "Focus", "GhostConv", "C3TR", "Bottleneck", "Segment", "Contract", "Expand", "nn.BatchNorm2d",
                 "Conv2d", "nn.Conv2d", "torch.nn.Conv2d", "os.system", "__import__", "__builtins__", "eval",
                 "exec", "DetectionModel", "type", "object", "UnknownModule", "conv", "c3", ""]
-
-
-def run_cli(args) -> tuple[int, str, str]:
-    """``flopscope ARGS`` in process: (exit code, stdout, stderr)."""
-    cli.DEBUG = False  # sticky global: another test may have passed --debug
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
 
 
 def check_outcome(code: int, out: str, err: str, path: str, marker: str, *, layer=None, field=None) -> str | None:

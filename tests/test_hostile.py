@@ -6,9 +6,7 @@ Every error is exit 2 with one stderr line ``flopscope: error: FILE: [layer N: ]
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import os
 import re
 import subprocess
@@ -23,22 +21,11 @@ import yaml
 
 import flopscope.cli as cli
 import flopscope.commands  # noqa: F401  (registers every command on the app)
-from flopscope.cli import main
 from flopscope.errors import FlopscopeError
 
+from cli_helpers import run_cli
+
 BASE = yaml.safe_load((resources.files("flopscope.yamls") / "yolov5s.yaml").read_text(encoding="utf-8"))
-
-
-def run_cli(args) -> tuple[int, str, str]:
-    cli.DEBUG = False
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_error_line(code, err) -> str:
