@@ -9,6 +9,7 @@ API::
     layer = flopscope.build_layer("C3", 128, 256)      # one module through its YAML channel rule
     flopscope.profile_layer("C3", 128, 256, hw=80)     # its terms, and how each scales with H·W
 """
+from . import _checkout  # noqa: F401  (first: a source checkout maps modules/ and yamls/ into the package)
 from .builder import DetectionModel, build_model
 from .channels import ChannelRule, concat, conv_like, conv_like_repeat, custom, detect, passthrough, same_channel
 from .errors import ConfigError, FlopscopeError
