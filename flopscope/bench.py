@@ -34,6 +34,7 @@ import time
 
 import torch
 
+from .devices import resolve_device  # noqa: F401  (re-exported: bench.resolve_device)
 from .errors import FlopscopeError
 from .roofline import DTYPE_BYTES, attach_measured, disagreements, layer_rooflines, resolve_peak, totals
 
@@ -256,25 +257,6 @@ def parse_batches(batch) -> list[int]:
     if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000 for v in vals):
         raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}")
     return list(dict.fromkeys(vals))
-
-
-def resolve_device(device: str | None) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA -> a clear error."""
-    d = (device or "auto").strip().lower()
-    if d == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if d == "cpu":
-        return "cpu"
-    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
-        if not torch.cuda.is_available():
-            built = f"built with CUDA {torch.version.cuda}, but no GPU is visible" if torch.version.cuda else \
-                "a CPU-only build"
-            raise FlopscopeError(f"--device {device} requested but CUDA is not available (torch {torch.__version__}, "
-                                 f"{built}); use --device cpu")
-        if ":" in d and int(d[5:]) >= torch.cuda.device_count():
-            raise FlopscopeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        return d
-    raise FlopscopeError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
 
 
 def _count(v, name: str, lo: int) -> int:

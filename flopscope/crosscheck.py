@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from .devices import resolve_device
 from .errors import FlopscopeError, suggestion
 from .rules import COUNTERS, LABELS, evaluate, ours, owner_chain, predict, rule_for
 from .tracer import Tracer
@@ -584,15 +585,7 @@ class CheckResult:
 
 
 def _resolve_device(device: str) -> str:
-    device = (device or "cpu").strip().lower()
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise FlopscopeError(f"--device {device}: CUDA is not available (torch {torch.__version__}); "
-                                 f"use --device cpu")
-        return device
-    if device != "cpu":
-        raise FlopscopeError(f"--device must be cpu or cuda, got {device!r}")
-    return device
+    return resolve_device(device, default="cpu")  # the one --device parser (flopscope.devices)
 
 
 def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None = None,

@@ -12,7 +12,8 @@ from ..options import IMG, NC
 COUNTERS = typer.Option("fvcore,thop,ptflops,fcm", "--counters",
                         help="Comma-separated counters: fvcore, thop, ptflops (both backends), ptflops-aten, "
                              "ptflops-pytorch, fcm (FlopCounterMode), all.")
-DEVICE = typer.Option("cpu", "--device", help="Where the real forwards run: cpu or cuda.")
+DEVICE = typer.Option("cpu", "--device", help="Where the real forwards run: cpu (default), cuda, cuda:N or auto "
+                                             "(cuda when available); the same parser as bench.")
 
 
 def run_check(cfg, img, counters=None, device="cpu", nc=None, json_out: Optional[str] = None, show: bool = True,
