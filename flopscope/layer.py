@@ -28,6 +28,7 @@ JSON schema of :meth:`LayerReport.to_dict` (later features add keys, never renam
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -135,6 +136,9 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
         else:
             raise FlopscopeError(f"{name}'s output channels follow its channel rule {rule.name!r} "
                                  f"({rule.description}): {c2_out} here, not {c2}; omit c2")
+    arity = _arity_error(name, spec, list(ctor_args), args, conv, c1)
+    if arity is not None:
+        raise arity
     dev = torch.device(device)
     init_ctx = skip_init() if dev.type == "meta" else contextlib.nullcontext()
     try:
@@ -148,6 +152,81 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     if getattr(m, "flopscope_built_on", None) == "cpu" and dev.type == "meta":
         notes.append("built on CPU (its constructor cannot run on the meta device)")
     return BuiltLayer(m, spec, yaml_args, list(ctor_args), c2_out, notes)
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _param_text(p: inspect.Parameter) -> str:
+    return p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+
+
+def _arity_error(name: str, spec: ModuleSpec, ctor_args: list, args: list, conv: bool, c1: int):
+    """When the constructor cannot take ``ctor_args`` (required arguments missing, or too many), a one-line
+    error naming the YAML args the module needs, its YAML signature and an example; else None.
+
+    The channel rule fills the first constructor arguments (``c1``, ``c2``, ``n`` ...) and passes the given
+    ``args`` after them, so the YAML signature is the constructor's parameters from there on."""
+    try:
+        sig = inspect.signature(spec.cls)
+    except (TypeError, ValueError):
+        return None  # no signature to read: the constructor reports for itself
+    try:
+        sig.bind(*ctor_args)
+        return None
+    except TypeError:
+        pass
+    params = [p for p in sig.parameters.values() if p.kind in _POSITIONAL]
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+    start = len(ctor_args) - len(args)  # constructor arguments the channel rule fills before the args
+    if not 0 <= start <= len(params):
+        return None
+    head = ["c2"] if conv else []
+    yaml_sig = "[" + ", ".join(head + [_param_text(p) for p in params[start:]] + (["*args"] if varargs else [])) + "]"
+    where = f"YAML signature {yaml_sig} (channel rule {spec.channels.name!r}; c1 from --c" + \
+        (", c2 from --c2, the other args from --args)" if conv else ", the args from --args)")
+    missing = [p for p in params[len(ctor_args):] if p.default is p.empty]
+    if missing:
+        need = params.index(missing[-1]) + 1 - start  # args to give, up to the last required one
+        names = ", ".join(p.name for p in missing)
+        return FlopscopeError(f"{name} needs YAML arg{'s' * (len(missing) > 1)} {names}, not given: {where}; "
+                              f"{_example(name, spec, conv, c1, need, [p.name for p in params[start:start + need]])}")
+    if len(ctor_args) > len(params) and not varargs:
+        return FlopscopeError(f"{name} takes at most {len(params) - start} YAML arg(s){' after c2' * conv}, got "
+                              f"{len(args)} ({list(args)!r}"[:200] + f"): {where}")
+    return None
+
+
+def _example(name: str, spec: ModuleSpec, conv: bool, c1: int, need: int, names: list[str]) -> str:
+    """``e.g. flopscope layer NAME --c C --args '[...]'``, with the values of a bundled config's row when one uses
+    the module (else placeholders naming the arguments)."""
+    found = _bundled_row(name)
+    if found is not None:
+        cfg, row_args = found
+        values = row_args[1:] if conv else row_args
+        if len(values) >= need and all(isinstance(v, (int, float, bool, list, tuple)) or v is None
+                                       for v in values[:need]):
+            return (f"e.g. flopscope layer {name} --c {c1} --args '{list(values[:need])!r}' "
+                    f"({cfg}.yaml has [{', '.join(map(repr, row_args))}])")
+    return f"e.g. flopscope layer {name} --c {c1} --args '[{', '.join(names)}]' with a literal for each"
+
+
+def _bundled_row(name: str):
+    """(config name, args) of the first row of a bundled config that uses module ``name``, or None."""
+    import yaml
+
+    from . import config
+
+    for cfg in config.bundled_names():
+        try:
+            data = yaml.safe_load(config.resolve(cfg)[2])
+        except Exception:  # noqa: BLE001 - an example is optional
+            continue
+        for section in ("backbone", "head"):
+            for row in (data or {}).get(section) or []:
+                if isinstance(row, list) and len(row) == 4 and row[2] == name and isinstance(row[3], list):
+                    return cfg, row[3]
+    return None
 
 
 def build_layer(name: str, c1: int, c2: int | None = None, args: list | None = None, device="meta",

@@ -277,3 +277,42 @@ def test_help_has_example(cmd):
 def test_api_exported():
     assert flopscope.build_layer is build_layer and flopscope.profile_layer is profile_layer
     assert "build_layer" in flopscope.__all__ and "LayerReport" in flopscope.__all__
+
+
+# -- issue 10: a module alone, without the YAML args it needs (item 4) -------------------------
+def test_cli_layer_missing_args_names_them():
+    from cli_helpers import run_cli
+
+    code, out, err = run_cli(["layer", "Dynamic_conv2d", "--c", "64"])
+    assert code == 2 and err.count("\n") == 1 and "TypeError" not in err
+    assert "needs YAML arg kernel_size" in err and "YAML signature [c2, kernel_size, ratio=0.25, stride=1" in err
+    example = err.split("e.g. ")[1]
+    assert example.startswith("flopscope layer Dynamic_conv2d --c 64 --args '[")
+    argv = example.split(" (")[0].split()[1:]
+    argv[-1] = argv[-1].strip("'")
+    code, out, err = run_cli(argv)  # the example runs
+    assert code == 0, err
+    code, out, err = run_cli(["layer", "Conv", "--c", "8", "--args", "[3, 2, 1, 1, 1, 1, 1]"])
+    assert code == 2 and "Conv takes at most 6 YAML arg(s) after c2, got 7" in err and "YAML signature [c2, k=1" in err
+
+
+def test_every_module_missing_args_error_has_signature_and_a_working_example():
+    import ast
+    import re
+
+    seen = 0
+    for name, spec in list(MODULES.items()):
+        try:
+            build_layer(name, 64)
+            continue
+        except FlopscopeError as e:
+            msg = str(e)
+        assert "\n" not in msg and "TypeError" not in msg, (name, msg)
+        if "needs YAML arg" not in msg:
+            continue
+        seen += 1
+        assert "YAML signature [" in msg and "--args '[" in msg, msg
+        example = re.search(r"--args '(\[.*?\])'( \()?", msg)
+        if example.group(2):  # values taken from a bundled config: they build
+            build_layer(name, 64, args=ast.literal_eval(example.group(1)))
+    assert seen >= 5  # Dynamic_conv2d, ODConv2d, DCNv2, SAConv2d, nn.MaxPool2d ...
