@@ -115,7 +115,8 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     notes: list[str] = []
     conv = is_conv_rule(rule)
     yaml_args = [c1 if c2 is None else c2, *args] if conv else list(args)
-    row = _LayerRow(0, -1, n, list(yaml_args), [c1], 1.0, 80, 3 * 85, None, module=name)
+    f = [-1] * rule.inputs if rule.inputs else -1  # a module that fuses k inputs gets k inputs of c1 channels
+    row = _LayerRow(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85, None, module=name)
     try:
         ctor_args, c2_out, n_seq = rule(row)
     except FlopscopeError as e:
@@ -248,8 +249,13 @@ def _short(args) -> str:
 
 
 # -- counting ---------------------------------------------------------------------------------
-def _trace(m: nn.Module, x, list_input: bool):
-    """Trace ``m`` on shape ``x``; modules taking a list of inputs get ``[x]``."""
+def _trace(m: nn.Module, x, list_input: bool, inputs: int | None = None):
+    """Trace ``m`` on shape ``x``; modules taking a list of inputs get ``[x]`` (``inputs`` copies of ``x`` when
+    the channel rule says how many the module takes)."""
+    if inputs:
+        t = Tracer()
+        xs = [x] * inputs
+        return t(m, xs), t, xs
     first, second = ([x], x) if list_input else (x, [x])
     try:
         t = Tracer()
@@ -598,7 +604,7 @@ def profile_layer(name: str, c1: int, c2: int | None = None, hw=(80, 80), batch:
     base = None
     for k, (hh, ww) in enumerate(sizes):
         try:
-            out, t, x_used = _trace(m, (batch, c1, hh, ww), list_input)
+            out, t, x_used = _trace(m, (batch, c1, hh, ww), list_input, spec.channels.inputs)
         except FlopscopeError as e:
             if k == 0:
                 raise FlopscopeError(f"{name} at {hh}x{ww}: {e}") from None

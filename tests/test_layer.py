@@ -316,3 +316,36 @@ def test_every_module_missing_args_error_has_signature_and_a_working_example():
         if example.group(2):  # values taken from a bundled config: they build
             build_layer(name, 64, args=ast.literal_eval(example.group(1)))
     assert seen >= 5  # Dynamic_conv2d, ODConv2d, DCNv2, SAConv2d, nn.MaxPool2d ...
+
+
+# -- issue 10: a module that fuses several inputs, profiled alone (item 5) --------------------
+@pytest.mark.parametrize("name,k", [("BiFPN_Concat2", 2), ("BiFPN_Concat3", 3)])
+def test_multi_input_module_alone(name, k):
+    from cli_helpers import run_cli
+
+    c, h, w = 16, 10, 12
+    m = build_layer(name, c, device="cpu")
+    with torch.no_grad():
+        real = m([torch.randn(1, c, h, w) for _ in range(k)])  # oracle: the module's own forward on k inputs
+    assert MODULES[name].channels.inputs == k
+    code, out, err = run_cli(["layer", name, "--c", c, "--hw", f"{h},{w}", "--json", "-"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["in_shape"] == [[1, c, h, w]] * k and d["out_shape"] == list(real.shape) and d["c2"] == k * c
+    assert d["params"] == params(m) == k
+    # by hand: k weights summed (k adds incl. eps) and divided, then every input element scaled once
+    assert d["elementwise_flops"] == k + k + k * c * h * w and d["macs"] == 0
+
+
+def test_fixed_arity_is_checked_in_yaml():
+    import yaml
+
+    from flopscope import build_model
+    from flopscope.config import resolve
+    from flopscope.errors import ConfigError
+
+    data = yaml.safe_load(resolve("yolov5s_BiFPN")[2])
+    i = next(j for j, r in enumerate(data["head"]) if r[2] == "BiFPN_Concat2")
+    data["head"][i][0] = [-1, 6, 4]
+    with pytest.raises(ConfigError, match=r"layer \d+: from: this module fuses exactly 2 inputs, 'from' lists 3"):
+        build_model(data)

@@ -87,7 +87,8 @@ def print_layer(r: LayerReport, console: Console | None = None) -> None:
 @command
 def layer_cmd(
     name: str = typer.Argument(..., help="Registered module name as written in a YAML row (see `flopscope list`)."),
-    c: int = typer.Option(256, "--c", help="Input channels c1 (the output channels of the layer feeding this row)."),
+    c: int = typer.Option(256, "--c", help="Input channels c1 (the output channels of the layer feeding this row; "
+                                                  "a module that fuses k inputs gets k inputs of --c channels)."),
     c2: Optional[int] = typer.Option(None, "--c2", help="Output channels (conv-like modules; default: --c). "
                                                         "Same-channel modules: omit or equal to --c."),
     hw: str = typer.Option("80", "--hw", help="Input feature-map size: 80, or H,W such as 80,60."),

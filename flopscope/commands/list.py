@@ -56,6 +56,7 @@ def module_records() -> list[dict]:
             "signature_short": compact_signature(spec),
             "channel_rule": {"name": spec.channels.name, "description": spec.channels.description},
             "inferred_rule": spec.inferred,
+            "inputs": spec.channels.inputs,  # fixed number of inputs ('from' entries), or null
         })
     order = {n: i for i, n in enumerate(MODULES)}
     records.sort(key=lambda r: (_family_order(r["family"]), order[r["name"]]))
