@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 
 from .cost import Cost
 from .errors import ConfigError, FlopscopeError
-from .tracer import ShapeError, Tracer
+from .shapes import ShapeError
+from .tracer import Tracer
 
 
 @dataclass

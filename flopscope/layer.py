@@ -40,7 +40,8 @@ from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
 from .registry import ModuleSpec, lookup
-from .tracer import ShapeError, Tracer
+from .shapes import ShapeError
+from .tracer import Tracer
 
 CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs

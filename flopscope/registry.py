@@ -23,6 +23,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .channels import ChannelRule  # noqa: F401  (annotations)
 from .errors import FlopscopeError, suggestion
 
 
@@ -217,5 +218,3 @@ def load_zoo() -> None:
         from . import leaf_formulas  # noqa: F401  (torch leaf modules)
         from . import modules  # noqa: F401  (the zoo registers itself on import)
 
-
-from .channels import ChannelRule  # noqa: E402  (type only; avoids an import cycle)
