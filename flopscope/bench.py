@@ -36,6 +36,7 @@ import torch
 
 from .devices import resolve_device  # noqa: F401  (re-exported: bench.resolve_device)
 from .errors import FlopscopeError
+from .inputs import parse_batches  # noqa: F401  (re-exported: bench.parse_batches)
 from .roofline import DTYPE_BYTES, attach_measured, disagreements, layer_rooflines, resolve_peak, totals
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -240,25 +241,6 @@ def _peak_memory(device: str) -> tuple[int | None, str]:
 
 
 # ------------------------------------------------------------------------------------------------ options
-def parse_batches(batch) -> list[int]:
-    """'1,8,32' / 8 / [1, 8] -> [1, 8, 32]."""
-    if isinstance(batch, str):
-        parts = [p.strip() for p in batch.split(",") if p.strip()]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}") from None
-    elif isinstance(batch, int) and not isinstance(batch, bool):
-        vals = [batch]
-    elif isinstance(batch, (list, tuple)):
-        vals = list(batch)
-    else:
-        raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}")
-    if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000 for v in vals):
-        raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}")
-    return list(dict.fromkeys(vals))
-
-
 def _count(v, name: str, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_ITERS:
         raise FlopscopeError(f"--{name} must be an integer from {lo} to {MAX_ITERS}, got {v!r}")

@@ -39,6 +39,7 @@ import torch.nn as nn
 from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
+from .inputs import MAX_HW, parse_hw  # noqa: F401  (re-exported: layer.parse_hw)
 from .registry import ModuleSpec, lookup
 from .shapes import ShapeError
 from .tracer import Tracer
@@ -46,7 +47,6 @@ from .tracer import Tracer
 CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
 MAX_CHANNELS = 1_000_000
-MAX_HW = 100_000
 
 UNITS = {
     "params": "count",
@@ -564,29 +564,6 @@ class LayerReport:
             "scaling": {k: v.to_dict() for k, v in self.scaling.items()}, "summary": self.summary(),
             "notes": list(self.notes), "units": UNITS,
         }
-
-
-def parse_hw(hw) -> tuple[int, int]:
-    """80 -> (80, 80); '80,60', '80x60' or (80, 60) -> (80, 60) as (H, W)."""
-    if isinstance(hw, str):
-        parts = [p.strip() for p in hw.lower().replace("x", ",").split(",")]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--hw must be an integer or H,W integers, got {hw!r}") from None
-    elif isinstance(hw, int) and not isinstance(hw, bool):
-        vals = [hw]
-    elif isinstance(hw, (tuple, list)):
-        vals = list(hw)
-    else:
-        raise FlopscopeError(f"--hw must be an integer or H,W integers, got {hw!r}")
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals):
-        raise FlopscopeError(f"--hw must be one or two positive integers, got {hw!r}")
-    if max(vals) > MAX_HW:
-        raise FlopscopeError(f"--hw {hw} is not a plausible feature-map size (max {MAX_HW})")
-    return vals[0], vals[1]
 
 
 def profile_layer(name: str, c1: int, c2: int | None = None, hw=(80, 80), batch: int = 1, args: list | None = None,

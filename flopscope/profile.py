@@ -20,6 +20,7 @@ from .config import show
 from .cost import MAC_KINDS
 from .engine import count_layers
 from .errors import FlopscopeError
+from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.parse_img)
 from .rules import thop_macs
 
 UNITS = {
@@ -124,31 +125,7 @@ def jsonable(v):
     return str(v)
 
 
-MAX_IMG = 1_000_000  # pixels per side; the analytic path handles it without memory, figures stay exact ints
 MAX_BATCH = 1_000_000
-
-
-def parse_img(img) -> tuple[int, int]:
-    """640 -> (640, 640); '640,384' or (640, 384) -> (640, 384) as (H, W)."""
-    if isinstance(img, str):
-        parts = [p.strip() for p in img.replace("x", ",").split(",") if p.strip()]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}") from None
-    elif isinstance(img, int) and not isinstance(img, bool):
-        vals = [img]
-    elif isinstance(img, (tuple, list)):
-        vals = list(img)
-    else:
-        raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}")
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals):
-        raise FlopscopeError(f"--img must be one or two positive integers, got {show(img)}")
-    if max(vals) > MAX_IMG:
-        raise FlopscopeError(f"--img {show(img).strip(chr(39))} is not a plausible image size (max {MAX_IMG})")
-    return vals[0], vals[1]
 
 
 def check_img(model: DetectionModel, hw: tuple[int, int], notes: list[str]) -> tuple[int, int]:

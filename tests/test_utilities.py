@@ -54,3 +54,19 @@ def test_shape_helpers_moved_with_old_names_kept():
     with pytest.raises(shapes.ShapeError):
         shapes.cat_channels([(1, 3, 4, 4), (1, 5, 4, 2)])
     assert "import cycle" not in (PKG / "registry.py").read_text(encoding="utf-8")
+
+
+def test_one_input_parser_at_the_old_names():
+    from flopscope import bench, inputs, layer, profile
+
+    assert profile.parse_img is inputs.parse_img and layer.parse_hw is inputs.parse_hw
+    assert bench.parse_batches is inputs.parse_batches
+    for parse in (inputs.parse_img, inputs.parse_hw):
+        assert parse(64) == parse("64") == parse([64]) == (64, 64)
+        assert parse("64,48") == parse("64x48") == parse("64X48") == parse((64, 48)) == (64, 48)
+    assert inputs.parse_batches("1,8,8,32") == inputs.parse_batches([1, 8, 32]) == [1, 8, 32]
+    for parse, bad, option in ((inputs.parse_img, "abc", "--img"), (inputs.parse_img, "0", "--img"),
+                               (inputs.parse_hw, "1,2,3", "--hw"), (inputs.parse_hw, 10 ** 6, "--hw"),
+                               (inputs.parse_batches, "0", "--batch"), (inputs.parse_batches, True, "--batch")):
+        with pytest.raises(inputs.FlopscopeError, match=f"^{option} "):
+            parse(bad)
