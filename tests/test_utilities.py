@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from flopscope.errors import FlopscopeError
+
 PKG = Path(__file__).resolve().parents[1] / "flopscope"
 
 
@@ -68,5 +70,5 @@ def test_one_input_parser_at_the_old_names():
     for parse, bad, option in ((inputs.parse_img, "abc", "--img"), (inputs.parse_img, "0", "--img"),
                                (inputs.parse_hw, "1,2,3", "--hw"), (inputs.parse_hw, 10 ** 6, "--hw"),
                                (inputs.parse_batches, "0", "--batch"), (inputs.parse_batches, True, "--batch")):
-        with pytest.raises(inputs.FlopscopeError, match=f"^{option} "):
+        with pytest.raises(FlopscopeError, match=f"^{option} "):
             parse(bad)
