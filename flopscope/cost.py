@@ -10,12 +10,11 @@ Counting conventions (see README "Counting conventions"):
 
 Every term carries an ``op`` label saying *how* the work is executed (``Conv2d`` module call,
 functional ``F.conv2d``, ``matmul``, ``BatchNorm2d`` ...).  Counters differ in which ops they
-see; :mod:`flopscope.counters` maps op labels to what each counter reports.
+see; :mod:`flopscope.rules` maps op labels to what each counter reports.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 MAC_KINDS = ("conv", "linear", "matmul")
 KINDS = MAC_KINDS + ("elementwise",)
@@ -114,13 +113,3 @@ class Cost:
 
     def __iter__(self):
         return iter(self.terms)
-
-
-def numel(shape) -> int:
-    return prod(shape)
-
-
-def elementwise(cost: Cost, name: str, op: str, elems: int, per_elem: float | None = None) -> None:
-    """Add an element-wise term costing ``ELEMENTWISE_COST[op]`` FLOPs per element."""
-    c = ELEMENTWISE_COST[op] if per_elem is None else per_elem
-    cost.add(name, "elementwise", op, round(c * elems), elems)

@@ -75,3 +75,10 @@ def test_one_input_parser_at_the_old_names():
                                (inputs.parse_batches, "0", "--batch"), (inputs.parse_batches, True, "--batch")):
         with pytest.raises(FlopscopeError, match=f"^{option} "):
             parse(bad)
+
+
+def test_dead_code_and_stale_docstring_gone():
+    from flopscope import cost
+
+    assert not hasattr(cost, "elementwise") and not hasattr(cost, "numel")
+    assert "flopscope.counters" not in (PKG / "cost.py").read_text(encoding="utf-8")
