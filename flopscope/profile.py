@@ -22,6 +22,7 @@ from .engine import count_layers
 from .errors import FlopscopeError
 from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.parse_img)
 from .rules import thop_macs
+from .scaling import proportional_when_doubled
 
 UNITS = {
     "params": "count",
@@ -162,7 +163,7 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
         if doubled is not None:
             a = lc.cost.macs() + lc.cost.elementwise_flops
             b = doubled[k].cost.macs() + doubled[k].cost.elementwise_flops
-            linear = b == 4 * a
+            linear = proportional_when_doubled(a, b)
         records.append(LayerRecord(
             info.index, info.f, info.n, info.module, info.args, lc.out_shape,
             sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops, linear,

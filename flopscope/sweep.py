@@ -8,14 +8,13 @@ exponent) differs from 1 by more than :data:`TOLERANCE`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .builder import build_model
 from .errors import FlopscopeError
 from .profile import Report, check_img, jsonable, parse_img, profile
+from .scaling import TOLERANCE, fit_exponent, is_proportional_exponent  # noqa: F401  (re-exported here)
 
-TOLERANCE = 0.02
 DEFAULT_SIZES = "320,480,640,960,1280"
 
 UNITS = {
@@ -51,18 +50,6 @@ def parse_sizes(text) -> list[tuple[int, int]]:
     return sizes
 
 
-def fit_exponent(areas: list[float], costs: list[float]) -> float | None:
-    """Least-squares slope of log(cost) on log(area); None with < 2 distinct areas or a zero cost."""
-    pts = [(math.log(a), math.log(c)) for a, c in zip(areas, costs) if c > 0]
-    if len(pts) != len(costs) or len({x for x, _ in pts}) < 2:
-        return None
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    sxy = sum((x - mx) * (y - my) for x, y in pts)
-    return sxy / sxx
-
-
 @dataclass
 class LayerSweep:
     index: int
@@ -79,7 +66,7 @@ class LayerSweep:
     @property
     def nonlinear(self) -> bool:
         e = self.exponent if self.exponent is not None else self.elementwise_exponent
-        return e is not None and abs(e - 1) > TOLERANCE
+        return not is_proportional_exponent(e)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "from": self.f, "n": self.n, "module": self.module, "args": jsonable(self.args),

@@ -82,3 +82,21 @@ def test_dead_code_and_stale_docstring_gone():
 
     assert not hasattr(cost, "elementwise") and not hasattr(cost, "numel")
     assert "flopscope.counters" not in (PKG / "cost.py").read_text(encoding="utf-8")
+
+
+def test_one_place_decides_hw_scaling():
+    import importlib
+
+    from flopscope import layer, scaling, sweep
+
+    assert layer.classify is scaling.classify and layer.classify_total is scaling.classify_total
+    assert sweep.fit_exponent is scaling.fit_exponent and sweep.TOLERANCE == scaling.TOLERANCE
+    assert "proportional_when_doubled" in (PKG / "profile.py").read_text(encoding="utf-8")
+    assert importlib.import_module("flopscope.profile").proportional_when_doubled is scaling.proportional_when_doubled
+    # by hand: 3·H·W quadruples when H and W double; 3·H·W + 1 does not
+    assert scaling.proportional_when_doubled(3 * 80 * 80, 3 * 160 * 160)
+    assert not scaling.proportional_when_doubled(3 * 80 * 80 + 1, 3 * 160 * 160 + 1)
+    areas = [320 ** 2, 640 ** 2, 1280 ** 2]
+    assert scaling.fit_exponent(areas, [5 * a for a in areas]) == pytest.approx(1)
+    assert scaling.fit_exponent(areas, [a * a for a in areas]) == pytest.approx(2)
+    assert scaling.is_proportional_exponent(1.01) and not scaling.is_proportional_exponent(1.5)
