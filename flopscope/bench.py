@@ -34,6 +34,7 @@ import time
 
 import torch
 
+from . import units
 from .devices import resolve_device  # noqa: F401  (re-exported: bench.resolve_device)
 from .errors import FlopscopeError
 from .inputs import parse_batches  # noqa: F401  (re-exported: bench.parse_batches)
@@ -48,22 +49,9 @@ DEFAULTS = {
 PER_LAYER_FACTOR = 2.0
 MAX_ITERS = 100_000
 
-UNITS = {
-    "latency_ms": "milliseconds per forward of the whole batch; p10/p90 by linear interpolation; "
-                  "cv = sample std / mean",
-    "throughput_img_s": "batch / median latency, images per second",
-    "peak_memory_bytes": "bytes; CUDA: torch.cuda.max_memory_allocated since a reset before warm-up (weights, "
-                         "input and activations); CPU: process peak RSS (ru_maxrss), whole process since start",
-    "params_mb": "parameters x bytes per element at the dtype / 1e6",
-    "flops": "2 x MACs (conv + linear + matmul) + element-wise FLOPs",
-    "bytes": "inputs + outputs + parameters of the layer at the dtype (compulsory traffic; no intra-block "
-             "intermediates)",
-    "intensity": "FLOPs / bytes (FLOP/B)",
-    "bound_ms": "max(flops / peak FLOP/s, bytes / peak B/s) in milliseconds; the model's bound is the sum over layers",
-    "achieved_pct": "bound_ms / measured_ms x 100",
-    "gbps": "1e9 bytes per second",
-    "tflops": "1e12 FLOP per second, dense (non-sparse)",
-}
+UNITS = units.pick(
+    "latency_ms", "throughput_img_s", "peak_memory_bytes", "params_mb", ("flops", "bench.flops"), "bytes",
+    "intensity", "bound_ms", "achieved_pct", "gbps", "tflops")
 
 
 # ----------------------------------------------------------------------------------------------- timers

@@ -23,18 +23,14 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
+from . import units
 from .builder import DetectionModel, build_model
 from .profile import Report, jsonable, profile
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul), per batch",
-    "flops": "FLOPs = 2 x macs, per batch",
-    "elementwise_flops": "element-wise FLOPs (norms, activations, pooling, adds ...), per batch",
-    "model_info_gflops": "GFLOPs as YOLOv5's model_info prints them",
-    "delta": "B - A",
-    "pct": "100 x (B - A) / A; null when A is 0",
-}
+UNITS = units.pick(
+    ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
+    ("elementwise_flops", "elementwise_flops_per_batch_listed"), ("model_info_gflops", "model_info_gflops_short"),
+    "delta", "pct")
 
 STATUSES = ("same", "changed", "added", "removed")
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from . import units
 from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
@@ -50,15 +51,8 @@ CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
 MAX_CHANNELS = 1_000_000
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul); bias adds not counted",
-    "flops": "2 x macs",
-    "elementwise_flops": "FLOPs of norms, activations, pooling, upsampling, softmax, adds/muls (per-element table)",
-    "terms.value": "MACs for kinds conv/linear/matmul, FLOPs for kind elementwise (see 'unit')",
-    "terms.share": "fraction of the layer's MACs (MAC terms) or of its element-wise FLOPs (element-wise terms)",
-    "terms.values": "the term's value at each of 'sizes' (input H, W), batch as given",
-}
+UNITS = units.pick(
+    ("params", "count"), "macs", "flops", "elementwise_flops", "terms.value", "terms.share", "terms.values")
 
 
 # -- building ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from . import units
 from .builder import DetectionModel, build_model
 from .config import show
 from .cost import MAC_KINDS
@@ -24,13 +25,8 @@ from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.pars
 from .rules import thop_macs
 from .scaling import proportional_when_doubled
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul); bias adds not counted",
-    "flops": "2 x macs",
-    "elementwise_flops": "FLOPs of norms, activations, pooling, upsampling, softmax, adds/muls (per-element table)",
-    "model_info_gflops": "what YOLOv5's model_info prints: thop MACs on a stride-sized probe x 2 x (H*W / probe^2), in G",
-}
+UNITS = units.pick(
+    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import units
 from .builder import build_model
 from .errors import FlopscopeError
 from .profile import Report, check_img, jsonable, parse_img, profile
@@ -17,16 +18,10 @@ from .scaling import TOLERANCE, fit_exponent, is_proportional_exponent  # noqa: 
 
 DEFAULT_SIZES = "320,480,640,960,1280"
 
-UNITS = {
-    "img": "[H, W] in pixels, as counted (rounded up to the max stride)",
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul), per batch",
-    "flops": "FLOPs = 2 x macs, per batch",
-    "elementwise_flops": "element-wise FLOPs, per batch",
-    "model_info_gflops": "GFLOPs as YOLOv5's model_info prints them",
-    "exponent": "least-squares slope of log(flops) vs log(H*W): 1 = proportional to H*W; null when not defined",
-    "elementwise_exponent": "the same for element-wise FLOPs",
-}
+UNITS = units.pick(
+    "img", ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
+    ("elementwise_flops", "elementwise_flops_per_batch"), ("model_info_gflops", "model_info_gflops_short"), "exponent",
+    "elementwise_exponent")
 
 
 def parse_sizes(text) -> list[tuple[int, int]]:

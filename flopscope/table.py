@@ -6,18 +6,13 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from . import units
 from .errors import FlopscopeError
 from .profile import profile
 
-UNITS = {
-    "params": "count",
-    "params_m": "params / 1e6",
-    "gflops": "2 x MACs (conv + linear + matmul) / 1e9, per image (batch 1)",
-    "elementwise_gflops": "element-wise FLOPs / 1e9, per image",
-    "yolov5_gflops": "what YOLOv5's model_info prints at this image size (thop on a stride-sized probe, scaled)",
-    "latency_ms": "median milliseconds per forward of one batch (flopscope bench); null when not measured",
-    "fps": "images per second = batch x 1000 / latency_ms; null when not measured",
-}
+UNITS = units.pick(
+    ("params", "count"), "params_m", "gflops", "elementwise_gflops", "yolov5_gflops",
+    ("latency_ms", "table.latency_ms"), "fps")
 
 
 @dataclass

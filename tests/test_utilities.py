@@ -100,3 +100,21 @@ def test_one_place_decides_hw_scaling():
     assert scaling.fit_exponent(areas, [5 * a for a in areas]) == pytest.approx(1)
     assert scaling.fit_exponent(areas, [a * a for a in areas]) == pytest.approx(2)
     assert scaling.is_proportional_exponent(1.01) and not scaling.is_proportional_exponent(1.5)
+
+
+def test_one_units_table():
+    import importlib
+
+    from flopscope import units
+
+    names = ("profile", "layer", "diff", "sweep", "table", "bench")
+    for name in names:
+        mod = importlib.import_module(f"flopscope.{name}")
+        assert set(mod.UNITS.values()) <= set(units.DESCRIPTIONS.values()), name
+        assert "UNITS = {" not in (PKG / f"{name}.py").read_text(encoding="utf-8"), name
+    # the JSON text is unchanged (README "JSON output")
+    profile = importlib.import_module("flopscope.profile")
+    assert profile.UNITS["macs"] == "multiply-accumulates (conv + linear + matmul); bias adds not counted"
+    assert importlib.import_module("flopscope.diff").UNITS["macs"] == \
+        "multiply-accumulates (conv + linear + matmul), per batch"
+    assert list(importlib.import_module("flopscope.bench").UNITS)[:2] == ["latency_ms", "throughput_img_s"]
