@@ -113,6 +113,8 @@ document.querySelectorAll('.tm').forEach(function(box){
   box.querySelectorAll('.btn').forEach(function(b){b.classList.toggle('on',+b.getAttribute('data-m')===m);});}
  box.querySelectorAll('.btn').forEach(function(b){b.addEventListener('click',function(){show(+b.getAttribute('data-m'));});});
  show(data[1]>0?0:1);box.setAttribute('data-drawn','1');});
+var m=/^#sort=([\w-]+):(\d+)(:desc)?$/.exec(location.hash);if(m){var th=document.querySelectorAll('#'+m[1]+' thead th')[+m[2]];
+ if(th){th.click();if(m[3])th.click();}}
 document.body.setAttribute('data-ready','1');
 })();
 """
@@ -792,6 +794,8 @@ def bench_sections(page: Page, res, with_model: bool = True) -> None:
         lines.append((f"roof: {pk['name']} {pk['tflops']:g} TFLOP/s, {pk['gbps']:g} GB/s",
                       [(lo, lo * pk["gbps"]), (ridge, pk["tflops"] * 1e3), (hi, pk["tflops"] * 1e3)], "linear"))
     page.add(scatter(pts, "arithmetic intensity (FLOP/B, log scale)", ylabel, lines, id="roofline"))
+    page.add('<p class="mut">one point per layer (hover for its figures); layers without FLOPs (Concat ...) '
+             'have no place on log axes</p>')
     if not pk:
         page.add('<p class="mut">no device peak known (CPU, or pass --gpu / --peak-tflops --peak-gbps): no roof '
                  'drawn</p>')
