@@ -781,7 +781,7 @@ def bench_sections(page: Page, res, with_model: bool = True) -> None:
         pts = [(l["intensity"] or 0, l["flops"] / (l["measured_ms"] * 1e-3) / 1e9 if l.get("measured_ms") else 0,
                 f"{l['index']} {l['module']}: {num(l['intensity'], '.1f')} FLOP/B, "
                 f"{l['flops'] / 1e9:.4f} GFLOPs in {l['measured_ms'] * 1e3:.1f} µs", "conv") for l in layers]
-        ylabel = "achieved GFLOP/s (measured per layer)"
+        ylabel = "achieved GFLOP/s (2×MACs + element-wise, per layer)"
     else:
         pts = [(l["intensity"] or 0, l["flops"] / 1e9, f"{l['index']} {l['module']}: {num(l['intensity'], '.1f')} "
                 f"FLOP/B, {l['flops'] / 1e9:.4f} GFLOPs", "conv") for l in layers]
@@ -796,6 +796,11 @@ def bench_sections(page: Page, res, with_model: bool = True) -> None:
     page.add(scatter(pts, "arithmetic intensity (FLOP/B, log scale)", ylabel, lines, id="roofline"))
     page.add('<p class="mut">one point per layer (hover for its figures); layers without FLOPs (Concat ...) '
              'have no place on log axes</p>')
+    if lines:
+        page.add(f'<p class="mut">red line: the roofline of {e(lines[0][0])} (ridge {pk["ridge_flop_per_byte"]:.1f} '
+                 'FLOP/B)</p>')
+    elif pk:
+        page.add('<p class="mut">no per-layer times (--per-layer): no roof drawn</p>')
     if not pk:
         page.add('<p class="mut">no device peak known (CPU, or pass --gpu / --peak-tflops --peak-gbps): no roof '
                  'drawn</p>')

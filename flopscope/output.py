@@ -38,6 +38,8 @@ def option(fmt: str, help: Optional[str] = None):
     """The ``--json/--csv/--md/--html FILE|-`` option of a command (``-`` = stdout only, the table is then not
     printed)."""
     text = help or f"Write {_WHAT[fmt]} to FILE ('-' = stdout only)."
+    text += {"json": " Example: --json out.json", "csv": " Example: --csv out.csv", "md": " Example: --md -",
+             "html": " Example: --html report.html"}[fmt]
     return typer.Option(None, f"--{fmt}", metavar="FILE|-", help=text)
 
 
