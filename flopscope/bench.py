@@ -277,7 +277,7 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
               channels_last: bool = False, warmup: int | None = None, iters: int | None = None,
               cudnn_benchmark: bool = True, cuda_graph: bool = False, per_layer: bool = False,
               gpu: str | None = None, peak_tflops: float | None = None, peak_gbps: float | None = None,
-              nc: int | None = None, threads: int | None = None, progress=None) -> dict:
+              nc: int | None = None, threads: int | None = None, progress=None) -> dict:  # a BenchResult
     """Measure ``cfg`` (a config name / path / dict) and return the JSON-ready record (see docs/bench.md)."""
     from .builder import build_model
     from .memory import check_fits
@@ -398,14 +398,16 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
         torch.set_num_threads(saved_threads)
         torch.backends.cudnn.benchmark = saved_bench
 
-    return {
+    from .output import BenchResult  # the JSON dict itself, with to_dict() / rows() and the counted report
+
+    return BenchResult({
         "model": base.model, "img": list(hw), "device": kind, "dtype": dtype, "channels_last": channels_last,
         "cuda_graph": cuda_graph, "cudnn_benchmark": env["cudnn_benchmark"], "warmup": warmup, "iters": iters,
         "batches": batches, "defaults_used": used, "environment": env,
         "params": base.params, "params_mb": base.params * nbytes / 1e6,
         "per_image": {"macs": base.macs, "flops": base.flops, "elementwise_flops": base.elementwise_flops},
         "peak": peak.to_dict() if peak is not None else None, "runs": runs, "units": UNITS, "notes": notes,
-    }
+    }, report=base)
 
 
 def latency_lines(result: dict) -> list[str]:

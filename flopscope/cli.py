@@ -93,8 +93,25 @@ def _take_global_options(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, plugins
 
 
+#: options that may be given without their value (then the value shown), per command: `flopscope list --json`
+#: has always meant stdout, and now takes `--json FILE|-` like every other command.
+OPTIONAL_VALUE = {"list": {"--json": "-"}}
+
+
+def _fill_optional_values(argv: list[str]) -> list[str]:
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    opts = OPTIONAL_VALUE.get(cmd or "", {})
+    out = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if a in opts and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            out.append(opts[a])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv, plugins = _take_global_options(list(sys.argv[1:] if argv is None else argv))
+    argv = _fill_optional_values(argv)
     from . import commands  # noqa: F401  (registers every command on `app`)
 
     if plugins:

@@ -27,6 +27,7 @@ class TableRow:
     latency_ms: float | None = None
     fps: float | None = None
     latency: dict | None = None  # bench details: device, dtype, batch, warmup, iters, p10, p90
+    report: object = field(default=None, repr=False, compare=False)  # the profile (HTML page); not in JSON
 
     def to_dict(self) -> dict:
         return {"model": self.model, "file": self.file, "img": list(self.img), "params": self.params,
@@ -73,7 +74,7 @@ def compare_table(cfgs: list, img=640, nc: int | None = None, latency: bool = Fa
             if msg not in notes:
                 notes.append(msg)
         row = TableRow(rep.model, _file(cfg), tuple(rep.img), rep.params, rep.flops, rep.elementwise_flops,
-                       rep.model_info_gflops)
+                       rep.model_info_gflops, report=rep)
         if bench is not None:
             if progress:
                 progress(f"measuring {rep.model} ...")

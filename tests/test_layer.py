@@ -248,7 +248,7 @@ def test_cli_misspelt_name_subprocess(tmp_path):
 
 
 def test_cli_list_json():
-    res = runner.invoke(app, ["list", "--json"])
+    res = runner.invoke(app, ["list", "--json", "-"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     by_name = {m["name"]: m for m in data["modules"]}

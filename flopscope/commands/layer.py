@@ -12,7 +12,8 @@ from rich.table import Table
 from ..cli import app, command
 from ..errors import FlopscopeError
 from ..layer import LayerReport, profile_layer
-from ..render import shape_str, to_json, write_output
+from ..output import CSV, HTML, JSON, MD, Outputs
+from ..render import shape_str
 
 MAX_ARGS_TEXT = 10_000
 
@@ -96,11 +97,14 @@ def layer_cmd(
     args: Optional[str] = typer.Option(None, "--args", help="The YAML row's further args as a literal list, e.g. "
                                                             "'[3, 2]' (after c2 for conv-like modules)."),
     n: int = typer.Option(1, "--n", help="The YAML row's repeat count n."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
+    json_out: Optional[str] = JSON(),
+    csv_out: Optional[str] = CSV("Write the terms as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD("Write the terms as Markdown to FILE ('-' = stdout only)."),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (terms table, bars, treemap by module path) "
+                                   "to FILE ('-' = stdout only)."),
 ):
     """Profile one module: params, output shape, MACs per named term and how each term scales with H·W."""
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
     report = profile_layer(name, c, c2, hw=hw, batch=batch, args=parse_args_literal(args), n=n)
-    if json_out != "-":
-        print_layer(report)
-    if json_out:
-        write_output(to_json(report.to_dict()), json_out)
+    out.show(print_layer, report)
+    out.write(report)

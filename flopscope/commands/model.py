@@ -8,7 +8,8 @@ import typer
 from ..cli import app, command
 from ..options import BATCH, IMG, NC
 from ..profile import profile
-from ..render import print_report, to_csv, to_json, to_markdown, write_output
+from ..output import CSV, HTML, JSON, MD, Outputs
+from ..render import print_report
 
 
 @app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json")
@@ -18,9 +19,11 @@ def model_cmd(
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
-    csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the per-layer table as CSV to FILE ('-' = stdout)."),
-    md_out: Optional[str] = typer.Option(None, "--md", help="Write the table as Markdown to FILE ('-' = stdout)."),
+    json_out: Optional[str] = JSON(),
+    csv_out: Optional[str] = CSV("Write the per-layer table as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD(),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (sortable table, bars per layer, treemap "
+                                   "by module path) to FILE ('-' = stdout only)."),
     plot_out: Optional[str] = typer.Option(None, "--plot", help="Draw per-layer GFLOPs and params bars to FILE.png."),
     latency: bool = typer.Option(False, "--latency", help="Also measure latency (CUDA when available, else CPU; "
                                                           "`flopscope bench` has every timing option)."),
@@ -29,8 +32,9 @@ def model_cmd(
                                                       "option)."),
 ):
     """Build CFG and print its per-layer Params / MACs / FLOPs (analytic, on the meta device)."""
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out, png=plot_out)
     report = profile(cfg, img=img, batch=batch, nc=nc)
-    to_stdout = "-" in (json_out, csv_out, md_out)
+    to_stdout = out.to_stdout
     if not to_stdout:
         print_report(report)
     lat = None
@@ -46,14 +50,6 @@ def model_cmd(
         from .check import run_check
 
         chk = run_check(cfg, img, nc=nc, show=not to_stdout)
-    if json_out:
-        write_output(to_json({**report.to_dict(), **({"latency": lat} if lat else {}),
-                              **({"check": chk.to_dict()} if chk else {})}), json_out)
-    if csv_out:
-        write_output(to_csv(report), csv_out)
-    if md_out:
-        write_output(to_markdown(report), md_out)
-    if plot_out:
-        from ..plot import plot_model
-
-        plot_model(report, plot_out)
+    out.write(report, json_data={**report.to_dict(), **({"latency": lat} if lat else {}),
+                                 **({"check": chk.to_dict()} if chk else {})},
+              extras={"latency": lat, "check": chk})
