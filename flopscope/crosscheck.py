@@ -576,7 +576,7 @@ class CheckResult:
                 "threshold_pct": THRESHOLD_PCT, "counters": {n: self.columns[n].to_dict() for n in self.counters},
                 "layers": layers, "totals": {"ours": self.ours_total, "counters": totals},
                 "model_info": self.model_info, "notes": list(self.notes),
-                "rules": "docs/crosscheck.md; flopscope.rules"}
+                "rules": "docs/crosscheck.md; flopscope.rules", "fused": bool(getattr(self.report, "fused", False))}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -596,7 +596,7 @@ def _resolve_device(device: str) -> str:
 
 
 def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> CheckResult:
+               progress: Callable[[str, int, int], None] | None = None, fuse: bool = False) -> CheckResult:
     """Build ``cfg`` once with real weights and run every counter on the same input (batch 1)."""
     from .builder import DetectionModel, build_model
     from .memory import check_fits
@@ -608,12 +608,16 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
     steps = len(names) + 1
     step("counting (analytic)", 0, steps)
     meta = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc)
-    report = profile(meta, img=img, batch=1)
+    report = profile(meta, img=img, batch=1, fuse=fuse)
     check_fits(report, device)
     step("building the model with real weights", 0, steps)
     model = build_model(meta.config, device=device) if not isinstance(cfg, DetectionModel) or \
         next(cfg.parameters(), torch.empty(0, device="meta")).device.type == "meta" else cfg
     model.eval()
+    if report.fused and not getattr(model, "flopscope_fused", False):
+        from .fuse import fused_copy
+
+        model = fused_copy(model)  # the real fold of the real weights
     h, w = report.img
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn((1, model.ch, h, w), generator=gen).to(device)

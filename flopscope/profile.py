@@ -7,7 +7,7 @@ JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rena
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
                  "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops"}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
-     "model_info_gflops", "model_info_probe", "stride", "units", "notes"}
+     "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused"}
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .config import show
 from .cost import MAC_KINDS
 from .engine import count_layers
 from .errors import FlopscopeError
+from .fuse import fused_copy, is_fused
 from .rules import thop_macs
 
 UNITS = {
@@ -28,6 +29,7 @@ UNITS = {
     "flops": "2 x macs",
     "elementwise_flops": "FLOPs of norms, activations, pooling, upsampling, softmax, adds/muls (per-element table)",
     "model_info_gflops": "what YOLOv5's model_info prints: thop MACs on a stride-sized probe x 2 x (H*W / probe^2), in G",
+    "fused": "true: counted as the framework's fuse() leaves the model (BatchNorm folded into convs)",
 }
 
 
@@ -75,6 +77,7 @@ class Report:
     model_info_probe: int | None
     stride: list
     notes: list[str] = field(default_factory=list)
+    fused: bool = False
 
     @property
     def params(self) -> int:
@@ -109,7 +112,7 @@ class Report:
         return {"model": self.model, "img": list(self.img), "batch": self.batch,
                 "layers": [r.to_dict() for r in self.layers], "totals": self.totals(),
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
-                "stride": self.stride, "units": UNITS, "notes": list(self.notes)}
+                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
 
 
 def jsonable(v):
@@ -164,14 +167,21 @@ def _layer_costs(model, batch, hw):
     return count_layers(model, (batch, model.ch, hw[0], hw[1]))
 
 
-def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Report:
-    """Count a model (config name / path / dict, or a built :class:`DetectionModel`)."""
+def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False) -> Report:
+    """Count a model (config name / path / dict, or a built :class:`DetectionModel`).
+
+    ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
+    first, never changed)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
     model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
     notes: list[str] = []
+    if fuse and not is_fused(model):
+        model = fused_copy(model)
+    if is_fused(model):
+        notes.extend(model.flopscope_fuse_summary.notes())
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
@@ -196,7 +206,8 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
-    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
+    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
+                  fused=is_fused(model))
 
 
 def _safe(fn):

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import IMG, NC
+from ..options import FUSE, IMG, NC
 
 COUNTERS = typer.Option("fvcore,thop,ptflops,fcm", "--counters",
                         help="Comma-separated counters: fvcore, thop, ptflops (both backends), ptflops-aten, "
@@ -16,13 +16,13 @@ DEVICE = typer.Option("cpu", "--device", help="Where the real forwards run: cpu 
 
 
 def run_check(cfg, img, counters=None, device="cpu", nc=None, json_out: Optional[str] = None, show: bool = True,
-              extra_json: Optional[dict] = None):
+              extra_json: Optional[dict] = None, fuse: bool = False):
     """Run the cross-check with a progress bar; print it and/or write its JSON ('-' = stdout only)."""
     from ..crosscheck import ProgressBar, crosscheck, print_check
     from ..render import to_json, write_output
 
     with ProgressBar() as bar:
-        result = crosscheck(cfg, img=img, counters=counters, device=device, nc=nc, progress=bar)
+        result = crosscheck(cfg, img=img, counters=counters, device=device, nc=nc, progress=bar, fuse=fuse)
     if show and json_out != "-":
         print_check(result)
     if json_out:
@@ -40,9 +40,10 @@ def check_cmd(
     counters: str = COUNTERS,
     device: str = DEVICE,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record (every column and reason) "
                                                                  "to FILE ('-' = stdout only)."),
 ):
     """Run fvcore, thop, ptflops and FlopCounterMode on one real forward each (batch 1) and explain, layer by
     layer and to the MAC, how each differs from flopscope's count; plus what YOLOv5's model_info prints."""
-    run_check(cfg, img, counters, device, nc, json_out)
+    run_check(cfg, img, counters, device, nc, json_out, fuse=fuse)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC
 from ..render import to_json, write_output
 
 
@@ -18,6 +18,7 @@ def diff_cmd(
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     changes: bool = typer.Option(False, "--changes", help="Show only rows that are not 'same' in the table."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the diff as JSON to FILE ('-' = stdout only)."),
 ):
@@ -27,7 +28,7 @@ def diff_cmd(
     (class tree, parameter shapes, cost), not only the YAML rows."""
     from ..diff import diff_models, print_diff
 
-    d = diff_models(cfg_a, cfg_b, img=img, batch=batch, nc=nc)
+    d = diff_models(cfg_a, cfg_b, img=img, batch=batch, nc=nc, fuse=fuse)
     if json_out != "-":
         print_diff(d, show_same=not changes)
     if json_out:

@@ -6,18 +6,20 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC
 from ..profile import profile
 from ..render import print_report, to_csv, to_json, to_markdown, write_output
 
 
-@app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json")
+@app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json; "
+                              "flopscope model yolov5s --fuse (deploy model, 7,225,885 params)")
 @command
 def model_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the per-layer table as CSV to FILE ('-' = stdout)."),
     md_out: Optional[str] = typer.Option(None, "--md", help="Write the table as Markdown to FILE ('-' = stdout)."),
@@ -29,7 +31,7 @@ def model_cmd(
                                                       "option)."),
 ):
     """Build CFG and print its per-layer Params / MACs / FLOPs (analytic, on the meta device)."""
-    report = profile(cfg, img=img, batch=batch, nc=nc)
+    report = profile(cfg, img=img, batch=batch, nc=nc, fuse=fuse)
     to_stdout = "-" in (json_out, csv_out, md_out)
     if not to_stdout:
         print_report(report)
@@ -37,7 +39,7 @@ def model_cmd(
     if latency:
         from ..bench import latency_lines, run_bench
 
-        lat = run_bench(cfg, img=img, batch=batch, nc=nc)
+        lat = run_bench(cfg, img=img, batch=batch, nc=nc, fuse=fuse)
         if not to_stdout:
             for line in latency_lines(lat) + lat["notes"]:
                 print(line)
@@ -45,7 +47,7 @@ def model_cmd(
     if check:
         from .check import run_check
 
-        chk = run_check(cfg, img, nc=nc, show=not to_stdout)
+        chk = run_check(cfg, img, nc=nc, show=not to_stdout, fuse=fuse)
     if json_out:
         write_output(to_json({**report.to_dict(), **({"latency": lat} if lat else {}),
                               **({"check": chk.to_dict()} if chk else {})}), json_out)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, NC
+from ..options import BATCH, FUSE, NC
 from ..render import to_json, write_output
 
 
@@ -18,6 +18,7 @@ def sweep_cmd(
                             help="Image sizes, comma-separated (square); an item HxW is a rectangle."),
     batch: int = BATCH,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     plot: Optional[str] = typer.Option(None, "--plot", help="Write GFLOPs against image size as a PNG to FILE."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep as JSON to FILE ('-' = stdout only)."),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="Write per-layer GFLOPs by size as CSV to FILE ('-' = stdout)."),
@@ -26,7 +27,7 @@ def sweep_cmd(
     (slope of log cost vs log H·W; 1 = ∝ H·W) and the layers that are not linear in H·W."""
     from ..sweep import print_sweep, sweep
 
-    s = sweep(cfg, img, batch=batch, nc=nc)
+    s = sweep(cfg, img, batch=batch, nc=nc, fuse=fuse)
     if "-" not in (json_out, csv_out):
         print_sweep(s)
     if plot:
