@@ -59,10 +59,10 @@ ELEMENTWISE_COST: dict[str, float] = {
     "GLU": 5,  # per output element: sigmoid (4) + mul
     "neg": 1,  # neg, abs, sign
     "exp": 1,  # exp, log, pow, sqrt, rsqrt, erf, trig: one transcendental per element
-    "var": 3,  # per input element: sub mean, square, add (var / std)
+    "var": 2,  # per input element: square + add of the centred values (as weight_std counts it)
     "norm": 2,  # per input element: square, add (vector norms)
     "log_softmax": 5,  # softmax (4) + log
-    "sort": 1,  # per compare (sort: log2(n) per element; topk: log2(k) per element)
+    "sort": 1,  # per compare: log2(n) per element
     "RMSNorm": 4,  # square, mean, scale, affine
     "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
     "Dropout": 0,

@@ -340,9 +340,9 @@ op_rule(*_ops("_log_softmax", "log_softmax", "logsumexp"))(_reduction("log_softm
 
 
 @op_rule(*_ops("topk"))
-def topk(x, k, dim=-1, *args, out, **kw):
-    """log2(k) compares per input element (a heap of k)."""
-    return [ew("sort", _n(x), max(log2(max(k, 1)), 1))]
+def topk(x, *args, out, **kw):
+    """1 compare per input element (as our formulas' top-k)."""
+    return [ew("max", _n(x))]
 
 
 @op_rule(*_ops("sort", "argsort", "msort", "kthvalue", "median", "nanmedian", "mode"))
@@ -416,11 +416,13 @@ _LINEAR_OPERAND = {aten.mm: 1, aten.addmm: 2}
 
 
 def _is_weight_t(b, params) -> bool:
-    """``b`` is the transpose of a 2-D parameter: what F.linear hands to mm / addmm."""
-    if not isinstance(b, torch.Tensor) or not b._is_view():
+    """``b`` is the transpose of (rows of) a 2-D parameter: what F.linear hands to mm / addmm
+    (nn.MultiheadAttention's in-projection takes row chunks of its packed weight)."""
+    if not isinstance(b, torch.Tensor) or not b._is_view() or b.dim() != 2:
         return False
     base = b._base
-    return id(base) in params and base.dim() == 2 and tuple(b.shape) == tuple(base.shape)[::-1]
+    return (id(base) in params and base.dim() == 2 and b.shape[0] == base.shape[1] and b.stride(0) == 1
+            and b.stride(1) == base.stride(0))
 
 
 def _is_bias(t, params) -> bool:
