@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from .errors import FlopscopeError, suggestion
-from .rules import COUNTERS, LABELS, evaluate, ours, owner_chain, predict, rule_for
+from .rules import COUNTERS, LABELS, Context, evaluate, ours, owner_chain, predict, rule_for
 from .tracer import Tracer
 
 THRESHOLD_PCT = 0.5  # a Δ beyond this (relative to our layer MACs) gets its reason codes shown
@@ -114,17 +114,102 @@ def run_fvcore(model, x) -> CounterRun:
     return CounterRun(per, float(total), notes, {"unsupported_ops": unsupported, "uncalled_modules": uncalled})
 
 
+def thop_installed() -> tuple[str | None, str | None]:
+    """(distribution, version) that provides the importable ``thop`` module: ``ultralytics-thop`` and
+    ``thop`` both install a top-level ``thop``; the one whose files hold ``thop/__init__.py`` as imported
+    wins.  (None, None) when thop cannot be imported."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("thop")
+    if spec is None or not spec.origin:
+        return None, None
+    origin = Path(spec.origin).resolve()
+    found = (None, None)
+    for dist in ("ultralytics-thop", "thop"):
+        try:
+            d = metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        if found == (None, None):
+            found = (dist, d.version)
+        try:
+            if Path(d.locate_file("thop/__init__.py")).resolve() == origin:
+                return dist, d.version
+        except (OSError, TypeError):
+            continue
+    return found
+
+
+def thop_major() -> int | None:
+    _dist, version = thop_installed()
+    try:
+        return int(version.split(".")[0]) if version else None
+    except ValueError:
+        return None
+
+
 def _thop_layers(model, x):
     import thop
 
-    total, _params, info = thop.profile(copy.deepcopy(model), inputs=(x,), verbose=False, ret_layer_info=True)
+    m = copy.deepcopy(model)
+    functional = _thop_functional_marks(m)
+    try:
+        total, _params, info = thop.profile(m, inputs=(x,), verbose=False, ret_layer_info=True)
+    finally:
+        functional.close()
     layers = info["model"][2]
-    return [float(layers[str(i)][0]) if str(i) in layers else 0.0 for i in range(len(_layers(model)))], float(total)
+    n = len(_layers(model))
+    per = [float(layers[str(i)][0]) if str(i) in layers else 0.0 for i in range(n)]
+    extra = functional.per_layer(n)
+    if extra is not None:  # thop 2.x: functional products are in the total only; attributed by layer boundaries
+        per = [a + b for a, b in zip(per, extra)]
+    return per, float(total)
+
+
+class _thop_functional_marks:
+    """thop 2.x counts functional products (matmul, `@`, einsum, F.linear, SDPA) in a TorchFunctionMode
+    whose running sum is in its total only; snapshots of that sum at every YAML layer's entry attribute
+    them to layers (nothing to do for thop 0.1.x)."""
+
+    def __init__(self, model):
+        self.modes: list = []
+        self.marks: list = []
+        self.handles: list = []
+        self.module = sys.modules.get("thop.profile")
+        self.original = getattr(self.module, "_FunctionCounter", None)
+        if self.original is None:
+            return
+        modes = self.modes
+
+        class Recording(self.original):  # the mode thop.profile creates, recorded so layer hooks can read it
+            def __init__(self, state):
+                super().__init__(state)
+                modes.append(self)
+
+        self.module._FunctionCounter = Recording
+        self.marks, self.handles = _boundary_hooks(model, lambda: float(modes[-1].state["ops"]) if modes else 0.0)
+
+    def per_layer(self, n):
+        if self.original is None:
+            return None
+        m = self.marks
+        return [m[i + 1] - m[i] if i + 1 < len(m) else 0.0 for i in range(n)]
+
+    def close(self):
+        if self.original is not None:
+            self.module._FunctionCounter = self.original
+        for h in self.handles:
+            h.remove()
 
 
 def run_thop(model, x, probe: int | None = None) -> CounterRun:
     per, total = _thop_layers(model, x)
     run = CounterRun(per, total)
+    if thop_major() != 0:  # model_info's legacy probe is thop 0.1.x's; another thop's is not that figure
+        probe = None
+    else:
+        run.notes.append("thop 0.1.x installed: its rules (the legacy model_info figure's) are applied")
     if probe:  # YOLOv5's model_info: thop on a stride-sized probe, scaled by area
         try:
             xp = torch.zeros((1, x.shape[1], probe, probe), device=x.device, dtype=x.dtype)
@@ -275,6 +360,9 @@ def _last_error(text: str) -> str:
 def counter_version(name: str) -> str | None:
     if name == "fcm":
         return f"torch {torch.__version__}"
+    if name == "thop":
+        dist, version = thop_installed()
+        return None if dist is None else version if dist == "thop" else f"{dist} {version}"
     try:
         return metadata.version(PACKAGES[name])
     except metadata.PackageNotFoundError:
@@ -358,8 +446,15 @@ class Column:
     seconds: float = 0.0
 
     @property
+    def rules(self) -> str:
+        """Key of this column's rule table (flopscope.rules.RULES): thop's depends on its installed version."""
+        if self.name == "thop" and self.version and not self.version.split()[-1].startswith("0."):
+            return "thop2"
+        return self.name
+
+    @property
     def label(self) -> str:
-        return LABELS[self.name]
+        return LABELS[self.rules]
 
     @property
     def ok(self) -> bool:
@@ -370,7 +465,7 @@ class Column:
 
     def to_dict(self) -> dict:
         d = {"label": self.label, "status": self.status, "version": self.version, "reason": self.reason,
-             "seconds": round(self.seconds, 3)}
+             "seconds": round(self.seconds, 3), "rules": self.rules}
         if self.run is not None:
             d.update({"total": self.run.total, "per_layer_sum": sum(self.run.per_layer),
                       "notes": list(self.run.notes)})
@@ -438,6 +533,7 @@ def explain(counter: str, terms, owners, measured: float, hidden: dict | None = 
     total_ours = sum(ours(t) for t in terms)
     fixed: list[tuple] = []  # (term, value, reason) of terms in hidden modules
     groups: dict[tuple, list] = {}  # (rule, owner class, name in owner) -> [rule, [(term, owner)]]
+    layer_terms = tuple(terms)
     for t, chain in zip(terms, owners):
         gone = next((hidden[id(mod)] for mod, _ in chain if hidden and id(mod) in hidden), None)
         if gone is not None:
@@ -445,17 +541,17 @@ def explain(counter: str, terms, owners, measured: float, hidden: dict | None = 
             continue
         rule, owner = rule_for(counter, t, chain=chain)
         key = (id(rule), type(chain[0][0]).__name__ if chain else "", chain[0][1] if chain else t.name)
-        groups.setdefault(key, [rule, []])[1].append((t, owner))
+        groups.setdefault(key, [rule, []])[1].append((t, owner, Context(tuple(chain), layer_terms)))
 
     # every group's options: option 0 = the primary rule, k = its k-th alternative (where it applies)
     options: list[list[list[tuple]]] = []
     for rule, members in groups.values():
-        primary = [(t, *evaluate(counter, rule, t, owner)) for t, owner in members]
+        primary = [(t, *evaluate(counter, rule, t, owner, ctx)) for t, owner, ctx in members]
         opts = [primary]
         for alt in rule.alts:
             vals = []
-            for (t, owner), p in zip(members, primary):
-                v, why = evaluate(counter, alt, t, owner)
+            for (t, owner, ctx), p in zip(members, primary):
+                v, why = evaluate(counter, alt, t, owner, ctx)
                 vals.append(p if v is None else (t, v, why))
             opts.append(vals)
         options.append(opts)
@@ -637,7 +733,7 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
         for name in names:
             col = columns[name]
             if col.ok:
-                cells[name] = explain(name, terms, chains, col.run.per_layer[i], hidden[name])
+                cells[name] = explain(col.rules, terms, chains, col.run.per_layer[i], hidden[name])
         layers.append(LayerCheck(rec.index, rec.f, rec.module, rec.macs, cells))
     for name in names:
         if columns[name].ok:
@@ -689,7 +785,7 @@ def _thop_pred(terms, owners) -> float:
     """thop's MACs predicted by its rules (unpredictable terms: 0)."""
     total = 0.0
     for t, chain in zip(terms, owners):
-        v, _ = predict("thop", t, chain=chain)
+        v, _ = predict("thop", t, chain=chain, terms=terms)
         total += v or 0
     return total
 
@@ -735,7 +831,7 @@ def _model_info(model, report, layers, traced, thop_col) -> dict | None:
         if abs(conventions) > TOLERANCE:
             codes: dict[str, float] = {}
             for t, chain in zip(terms, chains):
-                v, code = predict("thop", t, chain=chain)
+                v, code = predict("thop", t, chain=chain, terms=terms)
                 if v is not None and code:
                     codes[code] = codes.get(code, 0) + 2 * (v - ours(t))
             why.extend(f"{k} ({_fmt_signed(v, 'FLOPs')})" for k, v in sorted(codes.items(), key=lambda kv: -abs(kv[1]))
@@ -813,11 +909,11 @@ def print_check(result: CheckResult, console=None) -> None:
     names = result.counters
     h, w = result.img
     console.print(f"{result.model} @ {h}x{w}, batch 1, {result.device}: cross-check of "
-                  f"{', '.join(LABELS[n] for n in names)}", style="bold", highlight=False)
+                  f"{', '.join(result.columns[n].label for n in names)}", style="bold", highlight=False)
     console.print(f"Units: {u}MACs; {UNITS}. Reasons shown where |Δ| > {THRESHOLD_PCT} % of ours; each is a rule "
                   f"of docs/crosscheck.md confirmed by the numbers (measured = rules' prediction, to the MAC).",
                   highlight=False, markup=False)
-    vers = "; ".join(f"{LABELS[n]} {result.columns[n].version or '?'}" for n in names)
+    vers = "; ".join(f"{result.columns[n].label} {result.columns[n].version or '?'}" for n in names)
     console.print(f"Versions: {vers}", highlight=False, markup=False)
     for n in names:
         col = result.columns[n]
@@ -829,7 +925,7 @@ def print_check(result: CheckResult, console=None) -> None:
     t.add_column("module", no_wrap=True)
     t.add_column(f"ours", justify="right", no_wrap=True)
     for n in names:
-        t.add_column(LABELS[n], justify="right", no_wrap=True)
+        t.add_column(result.columns[n].label, justify="right", no_wrap=True)
     t.add_column("Δ reasons", overflow="fold", min_width=40)
     for lc in result.layers:
         vals, why = [], []

@@ -50,7 +50,7 @@ import torch.nn as nn
 from .cost import MAC_KINDS, Term
 
 COUNTERS = ("fvcore", "thop", "ptflops", "ptflops-aten", "fcm")
-LABELS = {"fvcore": "fvcore", "thop": "thop", "ptflops": "ptflops", "ptflops-aten": "ptflops·aten", "fcm": "FCM"}
+LABELS = {"fvcore": "fvcore", "thop": "thop", "thop2": "thop 2.x", "ptflops": "ptflops", "ptflops-aten": "ptflops·aten", "fcm": "FCM"}
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,32 @@ class Rule:
     ``fn`` returns ``None`` does not apply to that term.
     """
 
-    fn: Callable[[Term, object], Optional[float]]
+    fn: Callable[..., Optional[float]]
     reason: Union[str, Callable[[Term, object], str], None] = None
     alts: tuple = ()
+    context: bool = False  # fn(term, owner, ctx): ctx is the term's Context (its owner chain, its layer's terms)
 
-    def __call__(self, t: Term, m=None) -> Optional[float]:
+    def __call__(self, t: Term, m=None, ctx=None) -> Optional[float]:
+        if self.context:
+            return self.fn(t, m, ctx if ctx is not None else Context())
         return self.fn(t, m)
 
     def why(self, t: Term, m=None) -> Optional[str]:
         return self.reason(t, m) if callable(self.reason) else self.reason
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule may look at beyond its term and owner: the term's owner chain (deepest first, see
+    :func:`owner_chain`) and every term of its YAML layer (siblings recorded by the same formula)."""
+
+    chain: tuple = ()
+    terms: tuple = ()
+
+    def sibling(self, t: Term, local: str, name: str) -> Optional[Term]:
+        """The term recorded by the same owner as ``t`` (whose own local name is ``local``) named ``name``."""
+        prefix = t.name[: len(t.name) - len(local)] if local and t.name.endswith(local) else ""
+        return next((s for s in self.terms if s.name == prefix + name), None)
 
 
 def ours(t: Term) -> int:
@@ -160,6 +177,102 @@ THOP_RULES: dict[str, Rule] = {
 def _thop_default(t: Term) -> Rule:
     if t.kind in MAC_KINDS:
         return _r(lambda t, m: 0, f"thop: {t.op} not hooked")
+    return _r(lambda t, m: 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# thop 2.x (ultralytics-thop 2.2): rules found by reading and running ultralytics-thop 2.2.3
+#   * module rules by the type's MRO (a subclass of nn.Conv2d / nn.Linear is counted), each module's rule
+#     added to its children's (0.1.1: a hooked module replaced its subtree);
+#   * nearest upsample 0, bilinear 11, bicubic 259 per output element; GroupNorm / InstanceNorm 2/element
+#     (x2 affine); AvgPool2d one add per window input + one divide per output; LeakyReLU 0;
+#   * nn.MultiheadAttention hooked: projections + q.kT + attn.v + softmax 3S-1 per row;
+#   * functional products (torch.matmul, `@`, bmm, einsum of two operands, F.linear, SDPA,
+#     F.multi_head_attention_forward) counted by a TorchFunctionMode -- in the total only, never in
+#     ret_layer_info's per-layer tree -- and only outside modules that have a (non-zero) rule of their own;
+#     torch.mm, baddbmm, F.conv2d, grid_sample and the other functionals are not counted.
+THOP2 = "thop 2.x"
+
+# module types with a non-zero rule in thop 2.x (functional products inside them are not counted)
+_THOP2_HOOKED = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU,
+                 nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Linear, nn.Bilinear,
+                 nn.Upsample, nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention, nn.Embedding)
+
+
+def _thop2_hooked(m) -> bool:
+    if isinstance(m, nn.modules.conv._ConvNd):
+        return isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                              nn.ConvTranspose3d))  # a bare _ConvNd subclass (DSConv) has no rule
+    return isinstance(m, _THOP2_HOOKED)
+
+
+def _thop2_functional(t, m, ctx):
+    """A functional product: counted unless it runs inside a module with a thop rule of its own."""
+    return 0 if any(_thop2_hooked(mod) for mod, _ in ctx.chain) else t.value
+
+
+def _thop2_functional_why(t, m):
+    return f"{THOP2}: {t.op} inside a hooked module ({type(m).__name__ if m is not None else '?'}) not counted"
+
+
+def _thop2_fconv(t, m):
+    """F.conv2d inside a Conv2d subclass (ConvAWS2d, SAConv2d): the subclass's conv hook counts one conv
+    on the module's own weight and output; a bare functional conv is not counted."""
+    return t.value if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else 0
+
+
+def _thop2_mha_softmax(t, m, ctx):
+    """count_multihead_attention's softmax: 3S-1 per row, rows = batch x heads x target length."""
+    local = next((rest for mod, rest in ctx.chain if mod is m), "softmax")
+    qs = ctx.sibling(t, local, "q scale")
+    if qs is None or m is None:
+        return None
+    rows = qs.elems // m.embed_dim * m.num_heads
+    return 3 * t.elems - rows
+
+
+_T2_FUNC = Rule(_thop2_functional, _thop2_functional_why, (), True)
+
+THOP2_RULES: dict[str, Rule] = {
+    "Conv2d": _r(lambda t, m: t.value),
+    "ConvTranspose2d": _r(lambda t, m: t.value),
+    "F.conv2d": _r(_thop2_fconv, lambda t, m: f"{THOP2}: F.conv2d not hooked"),
+    "Linear": _r(lambda t, m: t.value),
+    "BatchNorm2d": _r(lambda t, m: 4 * t.elems, f"{THOP2}: BatchNorm counted 4/element"),
+    "BatchNorm1d": _r(lambda t, m: 4 * t.elems, f"{THOP2}: BatchNorm counted 4/element"),
+    "BatchNorm2d.noaffine": _r(lambda t, m: 2 * t.elems, f"{THOP2}: BatchNorm (no affine) counted 2/element"),
+    "BatchNorm1d.noaffine": _r(lambda t, m: 2 * t.elems, f"{THOP2}: BatchNorm (no affine) counted 2/element"),
+    "LayerNorm": _r(lambda t, m: (4 if _affine(m) else 2) * t.elems, f"{THOP2}: LayerNorm counted 4/element"),
+    "GroupNorm": _r(lambda t, m: (4 if _affine(m) else 2) * t.elems, f"{THOP2}: GroupNorm counted 4/element"),
+    "Upsample.nearest": _r(lambda t, m: 0),
+    "Upsample.bilinear": _r(lambda t, m: 11 * t.elems, f"{THOP2}: bilinear upsample counted 11/element"),
+    "Upsample.bicubic": _r(lambda t, m: 259 * t.elems, f"{THOP2}: bicubic upsample counted 259/element"),
+    "Softmax": _r(_softmax_rows, f"{THOP2}: nn.Softmax counted 3L-1 per row"),
+    "AvgPool2d": _r(lambda t, m: t.value + t.elems, f"{THOP2}: AvgPool2d counted k²+1 per output element"),
+    "AdaptiveAvgPool2d": _r(lambda t, m: t.value + t.elems,
+                            f"{THOP2}: AdaptiveAvgPool2d counted 1/input + 1/output element"),
+    "PReLU": _r(lambda t, m: t.elems, f"{THOP2}: PReLU counted 1/element"),
+    "MultiheadAttention": _r(lambda t, m: t.value),
+    "MultiheadAttention/softmax": Rule(_thop2_mha_softmax, f"{THOP2}: MHA softmax counted 3S-1 per row", (), True),
+    "SAConv2d/conv_l": _r(lambda t, m: 0, f"{THOP2}: SAConv2d's second (dilated) F.conv2d not counted "
+                                          f"(its Conv2d hook counts one conv)"),
+    "matmul": _T2_FUNC,
+    "bmm": _T2_FUNC,
+    "einsum": _T2_FUNC,
+    "F.linear": _T2_FUNC,
+    "scaled_dot_product_attention": _T2_FUNC,
+    "mm": _r(lambda t, m: 0, f"{THOP2}: torch.mm not hooked",
+             Rule(_thop2_functional, f"{THOP2}: `@` counted (torch.mm is not)", (), True)),
+    "baddbmm": _r(lambda t, m: 0, f"{THOP2}: baddbmm not hooked"),
+    # modules without a formula were counted by FlopCounterMode: module calls or functional products
+    "FlopCounterMode": _r(lambda t, m: t.value, f"{THOP2}: module without formula (assumed counted)"),
+}
+
+
+def _thop2_default(t: Term) -> Rule:
+    if t.kind in MAC_KINDS:
+        return _r(lambda t, m: 0, f"{THOP2}: {t.op} not hooked")
     return _r(lambda t, m: 0)
 
 
@@ -387,11 +500,11 @@ def _aten_default(t: Term) -> Rule:
 
 # --------------------------------------------------------------------------------------------------
 RULES: dict[str, dict[str, Rule]] = {
-    "thop": THOP_RULES, "fvcore": FVCORE_RULES, "ptflops": PTFLOPS_RULES, "ptflops-aten": PTFLOPS_ATEN_RULES,
+    "thop": THOP_RULES, "thop2": THOP2_RULES, "fvcore": FVCORE_RULES, "ptflops": PTFLOPS_RULES, "ptflops-aten": PTFLOPS_ATEN_RULES,
     "fcm": FCM_RULES,
 }
 DEFAULTS: dict[str, Callable[[Term], Rule]] = {
-    "thop": _thop_default, "fvcore": _fvcore_default, "ptflops": _ptflops_default, "ptflops-aten": _aten_default,
+    "thop": _thop_default, "thop2": _thop2_default, "fvcore": _fvcore_default, "ptflops": _ptflops_default, "ptflops-aten": _aten_default,
     "fcm": _fcm_default,
 }
 
@@ -412,22 +525,18 @@ def rule_for(counter: str, t: Term, owner=None, local: str = "", chain=None) -> 
     return (r if r is not None else DEFAULTS[counter](t)), owner
 
 
-def predict(counter: str, t: Term, owner=None, local: str = "", chain=None) -> tuple[Optional[float], Optional[str]]:
+def predict(counter: str, t: Term, owner=None, local: str = "", chain=None,
+            terms=()) -> tuple[Optional[float], Optional[str]]:
     """(what ``counter`` reports for term ``t`` in MACs or ``None`` if unpredictable, the reason code
-    when that differs from our MACs) -- the primary rule, no alternatives."""
+    when that differs from our MACs) -- the primary rule, no alternatives.  ``terms``: the layer's terms."""
     r, owner = rule_for(counter, t, owner, local, chain)
-    return evaluate(counter, r, t, owner)
+    return evaluate(counter, r, t, owner, Context(tuple(chain or ()), tuple(terms)))
 
 
-def options(counter: str, t: Term, owner=None, local: str = "", chain=None):
-    """The rule for ``t`` and its owner: (rule, owner) -- see :func:`evaluate` for a (value, reason)."""
-    return rule_for(counter, t, owner, local, chain)
-
-
-def evaluate(counter: str, rule: Rule, t: Term, owner) -> tuple[Optional[float], Optional[str]]:
+def evaluate(counter: str, rule: Rule, t: Term, owner, ctx: Context | None = None) -> tuple[Optional[float], Optional[str]]:
     """(value, reason) of one rule (or alternative) on a term; ``(None, ...)`` when it cannot predict."""
     try:
-        v = rule(t, owner)
+        v = rule(t, owner, ctx)
     except Exception:  # noqa: BLE001 - a rule meeting an owner it does not understand cannot predict
         v = None
     if v is None:
@@ -453,12 +562,6 @@ def owner_chain(layer, name: str) -> list:
             continue
         chain.append((mod, ".".join(parts[i + 1:])))
     return chain[::-1]
-
-
-def owner_of(layer, name: str):
-    """The deepest module along term ``name``'s path inside ``layer``, and the rest of the name."""
-    chain = owner_chain(layer, name)
-    return chain[0] if chain else (None, name)
 
 
 def thop_macs(terms, owners=None) -> float:
