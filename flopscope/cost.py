@@ -67,6 +67,28 @@ ELEMENTWISE_COST: dict[str, float] = {
     "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
     "Dropout": 0,
     "Identity": 0,
+    # backward ops (flopscope.train), per element of the gradient they produce
+    "BatchNorm.backward": 8,  # x-hat recomputed (2), dy*x-hat (1), two sums (2), dx combine (3)
+    "LayerNorm.backward": 8,
+    "GroupNorm.backward": 8,
+    "ReLU.backward": 1,  # select by the mask
+    "LeakyReLU.backward": 2,
+    "ReLU6.backward": 2,
+    "SiLU.backward": 8,  # sigmoid recomputed (4), s * (1 + x (1 - s)) (3), * dy (1)
+    "Sigmoid.backward": 3,  # dy * s * (1 - s)
+    "Tanh.backward": 3,  # dy * (1 - y^2)
+    "Hardswish.backward": 3,
+    "Hardsigmoid.backward": 2,
+    "GELU.backward": 12,
+    "Mish.backward": 12,
+    "ELU.backward": 3,
+    "softmax.backward": 3,  # y * (dy - sum(dy * y)): mul, sum, sub/mul
+    "log_softmax.backward": 3,
+    "MaxPool2d.backward": 1,  # per output gradient scattered to its argmax
+    "AvgPool2d.backward": 1,  # per window element
+    "Upsample.nearest.backward": 1,  # per output gradient summed into its source
+    "Upsample.bilinear.backward": 8,  # per output gradient: 4 weights x (mul + add)
+    "grid_sample.backward": 20,  # per sampled value: grad to the 4 inputs and to the coordinates
 }
 
 

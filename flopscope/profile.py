@@ -78,6 +78,7 @@ class Report:
     stride: list
     notes: list[str] = field(default_factory=list)
     fused: bool = False
+    train: object = None  # flopscope.train.TrainReport with --train
 
     @property
     def params(self) -> int:
@@ -109,8 +110,15 @@ class Report:
                 "flops_incl_elementwise": self.flops + self.elementwise_flops}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "img": list(self.img), "batch": self.batch,
-                "layers": [r.to_dict() for r in self.layers], "totals": self.totals(),
+        layers, totals = [r.to_dict() for r in self.layers], self.totals()
+        extra = {}
+        if self.train is not None:  # --train: keys added per layer and in totals, details under "train"
+            for row, t in zip(layers, self.train.layers):
+                row.update(t.to_dict())
+            totals.update(self.train.totals())
+            extra["train"] = self.train.to_dict()
+        return {"model": self.model, "img": list(self.img), "batch": self.batch, **extra,
+                "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
                 "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
 
@@ -167,11 +175,13 @@ def _layer_costs(model, batch, hw):
     return count_layers(model, (batch, model.ch, hw[0], hw[1]))
 
 
-def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False) -> Report:
+def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False, train: bool = False,
+            freeze: int = 0, amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
     """Count a model (config name / path / dict, or a built :class:`DetectionModel`).
 
     ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
-    first, never changed)."""
+    first, never changed).  ``train=True`` adds the training cost (:func:`flopscope.train.train_profile`:
+    backward MACs, activation memory; ``freeze`` / ``amp`` / ``optimizer`` / ``gpu_mem``)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
     if batch > MAX_BATCH:
@@ -206,8 +216,15 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse:
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
+    tr = None
+    if train:
+        from .train import train_profile
+
+        tr = train_profile(model, hw, batch, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
+    elif freeze or amp or gpu_mem is not None:
+        raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
-                  fused=is_fused(model))
+                  fused=is_fused(model), train=tr)
 
 
 def _safe(fn):

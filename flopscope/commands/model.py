@@ -12,7 +12,8 @@ from ..render import print_report, to_csv, to_json, to_markdown, write_output
 
 
 @app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json; "
-                              "flopscope model yolov5s --fuse (deploy model, 7,225,885 params)")
+                              "flopscope model yolov5s --fuse (deploy model, 7,225,885 params); "
+                              "flopscope model yolov5s --train --freeze 10 --optimizer adamw --gpu-mem 24GiB")
 @command
 def model_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
@@ -20,6 +21,14 @@ def model_cmd(
     batch: int = BATCH,
     nc: Optional[int] = NC,
     fuse: bool = FUSE,
+    train: bool = typer.Option(False, "--train", help="Also count training: backward MACs/FLOPs per layer (grad-input "
+                                                      "+ grad-weight), forward+backward, activation memory saved for "
+                                                      "backward, params + grads + optimizer state (meta device)."),
+    freeze: int = typer.Option(0, "--freeze", help="With --train: freeze layers 0..N-1 as YOLOv5's --freeze N."),
+    amp: bool = typer.Option(False, "--amp", help="With --train: activations as fp16 autocast saves them."),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="With --train: sgd (momentum: 1 state) or adamw (2)."),
+    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", help="With --train: estimate the largest batch that "
+                                                                  "fits this much GPU memory, e.g. 24GiB."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the per-layer table as CSV to FILE ('-' = stdout)."),
     md_out: Optional[str] = typer.Option(None, "--md", help="Write the table as Markdown to FILE ('-' = stdout)."),
@@ -31,10 +40,15 @@ def model_cmd(
                                                       "option)."),
 ):
     """Build CFG and print its per-layer Params / MACs / FLOPs (analytic, on the meta device)."""
-    report = profile(cfg, img=img, batch=batch, nc=nc, fuse=fuse)
+    report = profile(cfg, img=img, batch=batch, nc=nc, fuse=fuse, train=train, freeze=freeze, amp=amp,
+                     optimizer=optimizer, gpu_mem=gpu_mem)
     to_stdout = "-" in (json_out, csv_out, md_out)
     if not to_stdout:
         print_report(report)
+        if report.train is not None:
+            from ..train import print_train
+
+            print_train(report)
     lat = None
     if latency:
         from ..bench import latency_lines, run_bench
