@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from .cost import MAC_KINDS
-from .errors import FlopscopeError
+from .errors import ConfigError, FlopscopeError
 from .opcount import OpCounter, _first_shape, _n, _ops, ew, mac, not_counted_note, op_rule
 
 aten = torch.ops.aten
@@ -165,8 +165,8 @@ class TrainReport:
     param_bytes: int
     grad_bytes: int
     optimizer_bytes: int
-    activation_bytes_per_image: float
-    activation_bytes_fixed: float
+    activation_bytes_per_image: float | None
+    activation_bytes_fixed: float | None
     gpu_mem: int | None = None
     max_batch: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -327,15 +327,23 @@ def _count(model, batch: int, hw, amp: bool):
             return t
 
         trainable = {tuple(p.shape) for p in m.parameters() if p.requires_grad}
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(amp), \
-                OpCounter(m) as fwd:
-            out = m(xin)
-        outs = [t for t in _tensors(out) if t.requires_grad]
-        bwd = _BackwardCounter(m, trainable)
-        if outs:
-            with bwd:
-                grads = [torch.ones_like(t) for t in outs]
-                torch.autograd.backward(outs, grads)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(amp), \
+                    OpCounter(m) as fwd:
+                out = m(xin)
+            outs = [t for t in _tensors(out) if t.requires_grad]
+            bwd = _BackwardCounter(m, trainable)
+            if outs:
+                with bwd:
+                    grads = [torch.ones_like(t) for t in outs]
+                    torch.autograd.backward(outs, grads)
+        except FlopscopeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. train-mode BatchNorm on a 1x1 map at batch 1
+            msg = str(e).replace("\n", " ")[:200]
+            raise ConfigError(f"{info.module}: cannot run a training step at batch {batch}, image {hw[0]}x{hw[1]}: "
+                              f"{type(e).__name__}: {msg} (use a larger --img or --batch)",
+                              file=model.config.file, layer=info.index, field="train") from e
         for t in _tensors(xin):
             t.grad = None
         extra_adds = max(consumers.get(info.index, 0) - 1, 0) * sum(t.numel() for t in _tensors(out)
@@ -419,12 +427,12 @@ def train_profile(model, img, batch: int = 1, freeze: int = 0, amp: bool = False
     if amp:
         model.half()  # the fp16 forward autocast runs; master params, grads and optimizer state stay fp32
     layers = _count(model, batch, img, amp)
-    # activation memory is linear in the batch up to per-channel statistics: one more image tells the slope
-    layers2 = _count(model, batch + 1, img, amp)
-    act1 = sum(r[3] for r in layers)
-    act2 = sum(r[3] for r in layers2)
-    per_image = act2 - act1
-    fixed = act1 - per_image * batch
+    per_image = fixed = None
+    if mem is not None:
+        # activation memory is linear in the batch up to per-channel statistics: one more image tells the slope
+        act1 = sum(r[3] for r in layers)
+        per_image = sum(r[3] for r in _count(model, batch + 1, img, amp)) - act1
+        fixed = act1 - per_image * batch
     notes: list[str] = []
     records = []
     unruled: Counter = Counter()
