@@ -145,7 +145,7 @@ def test_rendering_shows_columns_and_reasons(y5s):
 def test_unexplained_delta_is_shown_not_hidden(y5s, monkeypatch):
     # a wrong rule (BN at 3/element) must leave thop's BN layers unexplained
     table = y5s.columns["thop"].rules
-    monkeypatch.setitem(rules.RULES[table], "BatchNorm2d", rules.Rule(lambda t, m: 3 * t.elems, "wrong rule"))
+    monkeypatch.setitem(rules.COUNTER_RULES[table], "BatchNorm2d", rules.Rule(lambda t, m: 3 * t.elems, "wrong rule"))
     rec = y5s.report.layers[0]
     chains = [[] for _ in rec.terms]
     cell = cc.explain(table, rec.terms, chains, y5s.columns["thop"].run.per_layer[0])
