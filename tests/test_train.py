@@ -1,8 +1,9 @@
 """--train: backward MACs, activation memory, optimizer memory, --freeze.
 
 Oracles outside our code:
-* FlopCounterMode over a real CPU forward + backward in train mode (per layer: the module's
-  forward+backward FLOPs minus its forward FLOPs).  FlopCounterMode prices a grouped conv's
+* FlopCounterMode over a real CPU forward + backward of the whole model in train mode, attributed per layer
+  by tagging every autograd node with the layer whose forward created it (FlopCounterMode's own module
+  tracker attributes backward ops to several modules at once).  FlopCounterMode prices a grouped conv's
   grad-weight as if it were dense (groups x the real products: its conv_flop_count takes the
   weight's Cin/g as Cin and the input's channels as the grad-weight batch), which the test adds back by
   hand from the module's hyper-parameters: (groups - 1) x the conv's forward MACs per grouped
