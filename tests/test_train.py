@@ -87,18 +87,28 @@ def _tensors(out):
 
 
 def _grouped_excess(model, img, batch=1):
-    """FlopCounterMode's dense pricing of grouped grad-weight, per layer, derived by hand: a hook records each
-    grouped Conv2d's output shape on a real forward; excess = (g - 1) * out.numel * Cin/g * kh * kw."""
+    """FlopCounterMode's dense pricing of grouped grad-weight, per layer, derived by hand: every grouped conv
+    (module or functional, e.g. dynamic convs that fold the batch into the groups) whose weight needs a
+    gradient, seen on a real forward; excess = (g - 1) * out.numel * Cin/g * kh * kw MACs."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
     excess = [0] * len(model.model)
-    hooks = []
-    for i, layer in enumerate(model.model):
-        for mod in layer.modules():
-            if isinstance(mod, nn.Conv2d) and mod.groups > 1 and mod.weight.requires_grad:
-                def hook(m, args, y, i=i):
-                    excess[i] += (m.groups - 1) * y.numel() * m.in_channels // m.groups * m.kernel_size[0] * \
-                        m.kernel_size[1]
-                hooks.append(mod.register_forward_hook(hook))
-    with torch.no_grad():
+    current = [0]
+
+    class Grouped(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is F.conv2d:
+                w = args[1]
+                g = args[6] if len(args) > 6 else (kwargs or {}).get("groups", 1)
+                if g > 1 and w.requires_grad:
+                    excess[current[0]] += (g - 1) * out.numel() * w.shape[1] * w.shape[2] * w.shape[3]
+            return out
+
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: current.__setitem__(0, i))
+             for i, layer in enumerate(model.model)]
+    with Grouped():
         model(torch.zeros(batch, model.ch, img, img))
     for h in hooks:
         h.remove()
@@ -119,7 +129,12 @@ def test_backward_flops_equal_fcm_per_layer(name):
     img = _img(name)  # 64, or the max stride (128 for P7)
     stride = int(flopscope.build_model(name).stride.max())
     batch = 2 if stride >= 64 else 1  # P6/P7 end on a 1x1 map: train-mode BatchNorm needs 2 values per channel
-    rep = train_profile(flopscope.build_model(name), (img, img), batch)
+    try:
+        rep = train_profile(flopscope.build_model(name), (img, img), batch)
+    except flopscope.ConfigError as e:  # a BatchNorm on pooled features (ODConv2d): as real torch, needs batch 2
+        assert "more than 1 value per channel" in str(e)
+        batch = 2
+        rep = train_profile(flopscope.build_model(name), (img, img), batch)
     ours = [r.backward_flops for r in rep.layers]
     assert ours == _oracle_backward(name, img, batch=batch)
     assert rep.totals()["backward_flops"] == sum(ours)
@@ -196,10 +211,10 @@ def test_meta_only_no_memory_in_proportion_to_image():
     import tracemalloc
 
     tracemalloc.start()
-    rep = flopscope.profile("yolov5s", img=4096, train=True)
+    rep = train_profile(flopscope.build_model("yolov5s"), (2048, 2048), 1)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert rep.to_dict()["totals"]["activation_bytes"] > 8 * 2**30  # what a real step would need
+    assert rep.activation_bytes > 2 * 2**30  # what a real step would need
     assert peak < 200 * 2**20
 
 
