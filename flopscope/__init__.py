@@ -17,10 +17,11 @@ from .layer import LayerReport, build_layer, profile_layer
 from .profile import Report, profile
 from .registry import formula, register
 from .plugins import load_plugin
+from .fuse import fuser
 
 __version__ = "0.1.0"
 
 __all__ = ["build_model", "profile", "Report", "DetectionModel", "register", "formula", "ChannelRule",
            "conv_like", "conv_like_repeat", "same_channel", "passthrough", "concat", "detect", "custom",
            "FlopscopeError", "ConfigError", "load_plugin", "__version__"]
-__all__ += ["build_layer", "profile_layer", "LayerReport"]
+__all__ += ["build_layer", "profile_layer", "LayerReport", "fuser"]

@@ -277,7 +277,8 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
               channels_last: bool = False, warmup: int | None = None, iters: int | None = None,
               cudnn_benchmark: bool = True, cuda_graph: bool = False, per_layer: bool = False,
               gpu: str | None = None, peak_tflops: float | None = None, peak_gbps: float | None = None,
-              nc: int | None = None, threads: int | None = None, progress=None) -> dict:  # a BenchResult
+              nc: int | None = None, threads: int | None = None, progress=None,
+              fuse: bool = False) -> dict:  # a BenchResult
     """Measure ``cfg`` (a config name / path / dict) and return the JSON-ready record (see docs/bench.md)."""
     from .builder import build_model
     from .memory import check_fits
@@ -309,7 +310,7 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
     if kind == "cpu" and dtype == "fp16":
         notes.append("fp16 on CPU runs slow, partly emulated kernels: not representative of fp16 on a GPU")
 
-    base = profile(cfg, img=img, batch=1, nc=nc)
+    base = profile(cfg, img=img, batch=1, nc=nc, fuse=fuse)
     notes.extend(base.notes)
     hw = tuple(base.img)
 
@@ -339,11 +340,11 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
                 notes.append(f"achieved % is against --gpu {gpu} ({peak.name}), not the measured device "
                              f"{env['device_name']}")
 
-        reports = {b: profile(cfg, img=img, batch=b, nc=nc) for b in batches}
+        reports = {b: profile(cfg, img=img, batch=b, nc=nc, fuse=fuse) for b in batches}
         nbytes = DTYPE_BYTES[dtype]
         for b in sorted(batches, reverse=True)[:1]:
             check_fits(reports[b], dev, nbytes)
-        model = build_model(cfg, nc=nc, device="cpu")
+        model = build_model(cfg, nc=nc, device="cpu", fuse=fuse)
         ch = model.ch
         model = _place(model, dev, dtype, channels_last)
         if per_layer and cuda_graph:
@@ -407,6 +408,7 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
         "params": base.params, "params_mb": base.params * nbytes / 1e6,
         "per_image": {"macs": base.macs, "flops": base.flops, "elementwise_flops": base.elementwise_flops},
         "peak": peak.to_dict() if peak is not None else None, "runs": runs, "units": UNITS, "notes": notes,
+        "fused": base.fused,
     }, report=base)
 
 

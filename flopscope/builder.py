@@ -92,8 +92,10 @@ def default_activation(act):
             c.default_act = a
 
 
-def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta") -> DetectionModel:
-    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`."""
+def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta", fuse: bool = False) -> DetectionModel:
+    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`.
+
+    ``fuse=True``: the model as the framework's own ``fuse()`` leaves it (:mod:`flopscope.fuse`)."""
     load_zoo()
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     device = torch.device(device)
@@ -107,6 +109,10 @@ def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta")
         model = DetectionModel(nn.Sequential(*layers), save, info, conf)
     model.eval()
     set_strides(model)
+    if fuse:
+        from .fuse import fuse_model
+
+        fuse_model(model)
     return model
 
 

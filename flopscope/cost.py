@@ -53,8 +53,41 @@ ELEMENTWISE_COST: dict[str, float] = {
     "bilinear.coords": 10,  # deformable conv, per sampling point: p0+pk+dp (2), frac (2), 1-frac (2), 4 weights
     "bilinear.interp": 7,  # deformable conv, per sampled value (channel x point): 4 mul + 3 add
     "weight_std": 7,  # weight standardisation, per weight element: mean, sub, var (2), div, gamma * w + beta (2)
+    # used by the op-level counter (flopscope.opcount) for aten ops no formula names
+    "Softplus": 3,  # log(1 + exp(x))
+    "GLU": 5,  # per output element: sigmoid (4) + mul
+    "neg": 1,  # neg, abs, sign
+    "exp": 1,  # exp, log, pow, sqrt, rsqrt, erf, trig: one transcendental per element
+    "var": 2,  # per input element: square + add of the centred values (as weight_std counts it)
+    "norm": 2,  # per input element: square, add (vector norms)
+    "log_softmax": 5,  # softmax (4) + log
+    "sort": 1,  # per compare: log2(n) per element
+    "RMSNorm": 4,  # square, mean, scale, affine
+    "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
     "Dropout": 0,
     "Identity": 0,
+    # backward ops (flopscope.train), per element of the gradient they produce
+    "BatchNorm.backward": 8,  # x-hat recomputed (2), dy*x-hat (1), two sums (2), dx combine (3)
+    "LayerNorm.backward": 8,
+    "GroupNorm.backward": 8,
+    "ReLU.backward": 1,  # select by the mask
+    "LeakyReLU.backward": 2,
+    "ReLU6.backward": 2,
+    "SiLU.backward": 8,  # sigmoid recomputed (4), s * (1 + x (1 - s)) (3), * dy (1)
+    "Sigmoid.backward": 3,  # dy * s * (1 - s)
+    "Tanh.backward": 3,  # dy * (1 - y^2)
+    "Hardswish.backward": 3,
+    "Hardsigmoid.backward": 2,
+    "GELU.backward": 12,
+    "Mish.backward": 12,
+    "ELU.backward": 3,
+    "softmax.backward": 3,  # y * (dy - sum(dy * y)): mul, sum, sub/mul
+    "log_softmax.backward": 3,
+    "MaxPool2d.backward": 1,  # per output gradient scattered to its argmax
+    "AvgPool2d.backward": 1,  # per window element
+    "Upsample.nearest.backward": 1,  # per output gradient summed into its source
+    "Upsample.bilinear.backward": 8,  # per output gradient: 4 weights x (mul + add)
+    "grid_sample.backward": 20,  # per sampled value: grad to the 4 inputs and to the coordinates
 }
 
 

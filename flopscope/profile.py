@@ -7,7 +7,7 @@ JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rena
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
                  "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops"}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
-     "model_info_gflops", "model_info_probe", "stride", "units", "notes"}
+     "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused"}
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from .cost import MAC_KINDS
 from .engine import count_layers
 from .errors import FlopscopeError
 from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.parse_img)
+from .fuse import fused_copy, is_fused
 from .rules import thop_macs
 from .scaling import proportional_when_doubled
 
 UNITS = units.pick(
-    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops")
+    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops", "fused")
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Report:
     model_info_probe: int | None
     stride: list
     notes: list[str] = field(default_factory=list)
+    fused: bool = False
+    train: object = None  # flopscope.train.TrainReport with --train
 
     @property
     def params(self) -> int:
@@ -104,10 +107,17 @@ class Report:
                 "flops_incl_elementwise": self.flops + self.elementwise_flops}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "img": list(self.img), "batch": self.batch,
-                "layers": [r.to_dict() for r in self.layers], "totals": self.totals(),
+        layers, totals = [r.to_dict() for r in self.layers], self.totals()
+        extra = {}
+        if self.train is not None:  # --train: keys added per layer and in totals, details under "train"
+            for row, t in zip(layers, self.train.layers):
+                row.update(t.to_dict())
+            totals.update(self.train.totals())
+            extra["train"] = self.train.to_dict()
+        return {"model": self.model, "img": list(self.img), "batch": self.batch, **extra,
+                "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
-                "stride": self.stride, "units": UNITS, "notes": list(self.notes)}
+                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
 
 
 def jsonable(v):
@@ -138,14 +148,23 @@ def _layer_costs(model, batch, hw):
     return count_layers(model, (batch, model.ch, hw[0], hw[1]))
 
 
-def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Report:
-    """Count a model (config name / path / dict, or a built :class:`DetectionModel`)."""
+def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False, train: bool = False,
+            freeze: int = 0, amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
+    """Count a model (config name / path / dict, or a built :class:`DetectionModel`).
+
+    ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
+    first, never changed).  ``train=True`` adds the training cost (:func:`flopscope.train.train_profile`:
+    backward MACs, activation memory; ``freeze`` / ``amp`` / ``optimizer`` / ``gpu_mem``)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
     model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
     notes: list[str] = []
+    if fuse and not is_fused(model):
+        model = fused_copy(model)
+    if is_fused(model):
+        notes.extend(model.flopscope_fuse_summary.notes())
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
@@ -170,7 +189,15 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
-    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
+    tr = None
+    if train:
+        from .train import train_profile
+
+        tr = train_profile(model, hw, batch, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
+    elif freeze or amp or gpu_mem is not None:
+        raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
+    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
+                  fused=is_fused(model), train=tr)
 
 
 def _safe(fn):

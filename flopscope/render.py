@@ -59,7 +59,7 @@ def summary_lines(report) -> list[str]:
     h, w = report.img
     kinds = report.macs_by_kind
     lines = [
-        f"{report.model}: {len(report.layers)} layers, {report.params:,} params, {report.macs / 1e9:.3f} GMACs, "
+        f"{report.model}{' (fused)' if getattr(report, 'fused', False) else ''}: {len(report.layers)} layers, {report.params:,} params, {report.macs / 1e9:.3f} GMACs, "
         f"{report.gflops:.3f} GFLOPs (+ {report.elementwise_flops / 1e9:.3f} element-wise GFLOPs) @ {h}x{w}, "
         f"batch {report.batch}",
         f"MACs by kind: conv {kinds['conv'] / 1e9:.3f} G, linear {kinds['linear'] / 1e9:.3f} G, "

@@ -106,13 +106,14 @@ class SweepReport:
             "exponent": self.exponent, "elementwise_exponent": self.elementwise_exponent,
             "layers": [l.to_dict() for l in self.layers], "nonlinear_layers": self.nonlinear_layers,
             "tolerance": TOLERANCE, "units": UNITS, "notes": list(self.notes),
+            "fused": bool(self.reports and self.reports[0].fused),
         }
 
 
-def sweep(cfg, sizes=DEFAULT_SIZES, batch: int = 1, nc: int | None = None) -> SweepReport:
+def sweep(cfg, sizes=DEFAULT_SIZES, batch: int = 1, nc: int | None = None, fuse: bool = False) -> SweepReport:
     """Count ``cfg`` at every size (built once, on the meta device) and fit per-layer exponents."""
     requested = parse_sizes(sizes)
-    model = build_model(cfg, nc=nc)
+    model = build_model(cfg, nc=nc, fuse=fuse)
     notes: list[str] = []
     seen, order = set(), []
     for hw in requested:

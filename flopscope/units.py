@@ -6,6 +6,7 @@ documented JSON text, so change one here and every command that writes it change
 from __future__ import annotations
 
 DESCRIPTIONS: dict[str, str] = {
+    "fused": "true: counted as the framework's fuse() leaves the model (BatchNorm folded into convs)",
     # counts and totals
     "count": "count",
     "params_m": "params / 1e6",

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..bench import run_bench
 from ..cli import app, command
-from ..options import IMG, NC
+from ..options import FUSE, IMG, NC
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 LAYER_MARK = "≠"  # share of time >= 2x share of FLOPs
@@ -134,6 +134,7 @@ def bench_cmd(
     peak_gbps: Optional[float] = typer.Option(None, "--peak-gbps", help="Peak memory GB/s for the roofline."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     json_out: Optional[str] = JSON(),
     csv_out: Optional[str] = CSV("Write the whole-model latency per batch as CSV to FILE ('-' = stdout only)."),
     md_out: Optional[str] = MD("Write the whole-model latency per batch as Markdown to FILE ('-' = stdout only)."),
@@ -150,7 +151,7 @@ def bench_cmd(
     res = run_bench(cfg, img=img, batch=batch, device=device, dtype=dtype.lower(), channels_last=channels_last,
                     warmup=warmup, iters=iters, cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph,
                     per_layer=per_layer, gpu=gpu, peak_tflops=peak_tflops, peak_gbps=peak_gbps, nc=nc,
-                    threads=threads, progress=progress)
+                    threads=threads, progress=progress, fuse=fuse)
     out.show(print_bench, res, per_layer)
     out.write(res)
 

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
@@ -18,6 +18,7 @@ def diff_cmd(
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     changes: bool = typer.Option(False, "--changes", help="Show only rows that are not 'same' in the table."),
     json_out: Optional[str] = JSON("Write the diff as JSON to FILE ('-' = stdout only)."),
     csv_out: Optional[str] = CSV("Write the aligned rows as CSV to FILE ('-' = stdout only)."),
@@ -32,6 +33,6 @@ def diff_cmd(
     from ..diff import diff_models, print_diff
 
     out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
-    d = diff_models(cfg_a, cfg_b, img=img, batch=batch, nc=nc)
+    d = diff_models(cfg_a, cfg_b, img=img, batch=batch, nc=nc, fuse=fuse)
     out.show(print_diff, d, show_same=not changes)
     out.write(d)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, NC
+from ..options import BATCH, FUSE, NC
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
@@ -18,6 +18,7 @@ def sweep_cmd(
                             help="Image sizes, comma-separated (square); an item HxW is a rectangle."),
     batch: int = BATCH,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     plot: Optional[str] = typer.Option(None, "--plot", help="Write GFLOPs against image size as a PNG to FILE."),
     json_out: Optional[str] = JSON("Write the sweep as JSON to FILE ('-' = stdout only)."),
     csv_out: Optional[str] = CSV("Write per-layer GFLOPs by size as CSV to FILE ('-' = stdout only)."),
@@ -30,6 +31,6 @@ def sweep_cmd(
     from ..sweep import print_sweep, sweep
 
     out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out, png=plot)
-    s = sweep(cfg, img, batch=batch, nc=nc)
+    s = sweep(cfg, img, batch=batch, nc=nc, fuse=fuse)
     out.show(print_sweep, s)
     out.write(s)

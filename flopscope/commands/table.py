@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..cli import app, command
-from ..options import IMG, NC
+from ..options import FUSE, IMG, NC
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
@@ -17,6 +17,7 @@ def table_cmd(
     cfgs: List[str] = typer.Argument(..., metavar="CFG...", help="Configs (bundled names or YAML paths)."),
     img: str = IMG,
     nc: Optional[int] = NC,
+    fuse: bool = FUSE,
     latency: bool = typer.Option(False, "--latency", help="Measure latency and FPS (flopscope bench) for each config."),
     device: str = typer.Option("auto", "--device", help="With --latency: cpu, cuda, cuda:N or auto."),
     dtype: str = typer.Option("fp32", "--dtype", help="With --latency: fp32, fp16 or bf16."),
@@ -39,6 +40,6 @@ def table_cmd(
         sys.stderr.write(msg + "\n")
 
     t = compare_table(cfgs, img=img, nc=nc, latency=latency, device=device, dtype=dtype, batch=batch,
-                      warmup=warmup, iters=iters, progress=progress if latency else None)
+                      warmup=warmup, iters=iters, progress=progress if latency else None, fuse=fuse)
     out.show(print_table, t)
     out.write(t)
