@@ -5,7 +5,8 @@ JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rena
 
     {"model", "img": [H, W], "batch",
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
-                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops"}],
+                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops",
+                 "channel_rule": {"name", "source"}}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
      "model_info_gflops", "model_info_probe", "stride", "units", "notes"}
 """
@@ -46,6 +47,7 @@ class LayerRecord:
     counted_by: str
     model_info_flops: float | None = None
     terms: list = field(default_factory=list, repr=False)
+    channel_rule: dict | None = None  # {"name", "source"}: which rule built the row and where it came from
 
     @property
     def macs(self) -> int:
@@ -61,7 +63,7 @@ class LayerRecord:
             "out_shape": jsonable(self.out_shape), "params": self.params, "macs": self.macs, "flops": self.flops,
             "elementwise_flops": self.elementwise_flops, "linear_in_hw": self.linear_in_hw,
             "counted_by": self.counted_by, "macs_by_kind": dict(self.macs_by_kind),
-            "model_info_flops": self.model_info_flops,
+            "model_info_flops": self.model_info_flops, "channel_rule": self.channel_rule,
         }
 
 
@@ -190,13 +192,39 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
             info.index, info.f, info.n, info.module, info.args, lc.out_shape,
             sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops, linear,
             lc.counted_by, 2 * thop_macs(probed[k].cost.terms) * scale if probed is not None else None,
-            lc.cost.terms))
+            lc.cost.terms, rule_record(info)))
+    notes.extend(replacement_notes(model))
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
+
+
+def rule_record(info) -> dict | None:
+    """``{"name", "source"}`` of the channel rule that built a row (``source`` 'built-in' for the zoo)."""
+    spec = getattr(info, "spec", None)
+    if spec is None:
+        return None
+    source = getattr(info, "rule_source", None) or spec.rule_source or (
+        "built-in" if spec.origin in ("flopscope", "torch") else "register()")
+    return {"name": spec.channels.name, "source": source}
+
+
+def replacement_notes(model) -> list[str]:
+    """One note per plugin class that replaced a registered module of the same name in this run."""
+    out, seen = [], set()
+    for info in model.layers:
+        spec = getattr(info, "spec", None)
+        old = getattr(spec, "replaces", None)
+        if old is None or spec.name in seen:
+            continue
+        seen.add(spec.name)
+        kind = "built-in" if old.origin in ("flopscope", "torch") else f"plugin {old.origin}"
+        out.append(f"{spec.name}: built from your class ({spec.where}), which replaces the {kind} {spec.name} "
+                   f"({old.where}) in this run; the {kind} is '{spec.replaced_as}'")
+    return out
 
 
 def _safe(fn):
