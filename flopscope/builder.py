@@ -93,8 +93,15 @@ def default_activation(act):
 
 
 def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta") -> DetectionModel:
-    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`."""
+    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`.
+    A YAML of a YOLOv5 fork (``--fork DIR``, or inside a checkout's ``models/``) is built by the
+    fork's own code (:mod:`flopscope.fork`)."""
     load_zoo()
+    from .fork import build_with_fork, fork_for
+
+    root = fork_for(cfg)
+    if root is not None:
+        return build_with_fork(root, cfg, nc=nc, device=device)
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     device = torch.device(device)
     def init_ctx():

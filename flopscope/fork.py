@@ -552,3 +552,192 @@ def rules_for_root(root: Path | None) -> ForkRules | None:
         return None
     f = root / "models" / "yolo.py"
     return read_parse_model(f) if f.is_file() else None
+
+
+# -- building with the fork's own code ------------------------------------------------------------------
+
+_FORK: Path | None = None  # --fork DIR of this run
+_AUTO = True  # build a YAML inside a checkout's models/ with that checkout's code
+
+
+def configure(directory: str | None, auto: bool = True) -> None:
+    """Set this run's ``--fork DIR`` / ``--no-fork`` (the CLI calls it before the command)."""
+    global _FORK, _AUTO
+    _AUTO = auto
+    if directory is None:
+        _FORK = None
+        return
+    d = Path(directory)
+    if not d.is_dir():
+        raise ForkError(f"--fork {directory}: no such directory")
+    if not is_yolov5_checkout(d):
+        missing = [p for p in ("models/yolo.py", "models/common.py") if not (d / p).is_file()]
+        raise ForkError(f"--fork {directory}: not a YOLOv5 checkout (no {' or '.join(missing)})")
+    _FORK = d.resolve()
+
+
+def fork_for(cfg) -> Path | None:
+    """The checkout whose code builds ``cfg`` (a YAML path or a loaded config), or None."""
+    file = getattr(cfg, "file", cfg)
+    if not isinstance(file, (str, os.PathLike)) or not Path(file).is_file():
+        return None
+    if _FORK is not None:
+        return _FORK
+    return checkout_of_yaml(file) if _AUTO else None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The fork's LOGGER / prints (YOLOv5 logs a model summary at init) stay out of our output."""
+    import io
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def import_fork(root: Path):
+    """Import the fork's ``models/yolo.py`` (its ROOT on sys.path, its own models/utils packages);
+    returns the module.  Call inside :func:`project_imports`."""
+    import importlib
+
+    try:
+        with _quiet():
+            return importlib.import_module("models.yolo")
+    except BaseException as e:  # noqa: BLE001 - any failure of the fork's code
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise ForkError(f"{_where_in(e, root) or root / 'models' / 'yolo.py'}: importing the fork's models/yolo.py "
+                        f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _where_in(e: BaseException, root: Path) -> str | None:
+    import traceback
+
+    last = None
+    for frame, lineno in traceback.walk_tb(e.__traceback__):
+        if _under(frame.f_code.co_filename, root):
+            last = f"{frame.f_code.co_filename}:{lineno}"
+    return last
+
+
+def _model_class(mod):
+    for name in ("DetectionModel", "Model"):
+        cls = getattr(mod, name, None)
+        if isinstance(cls, type):
+            return cls
+    raise ForkError(f"{mod.__file__}: defines no Model / DetectionModel class")
+
+
+def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
+    """Build ``cfg`` with the fork's own ``Model`` and wrap it for counting (see :class:`ForkModel`)."""
+    import torch
+
+    from . import config as cfgmod
+    from .builder import skip_init
+    from .tracer import CPU_FALLBACK_BYTES
+
+    conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
+    file = str(Path(conf.file).resolve())
+    notes = [f"built by the fork's own code: {root / 'models' / 'yolo.py'} (its Model and parse_model, executed)"]
+    with project_imports(root):
+        yolo = import_fork(root)
+        Model = _model_class(yolo)
+        kwargs = {"nc": nc} if nc is not None else {}
+        model, err = None, None
+        if torch.device(device).type == "meta":
+            try:
+                with _quiet(), torch.device("meta"), skip_init():
+                    model = Model(file, **kwargs)
+            except Exception as e:  # noqa: BLE001 - e.g. YOLOv5's stride forward / anchor check on meta
+                err = e
+        if model is None:
+            need = _estimate_bytes(yolo, conf)
+            if need is not None and need > CPU_FALLBACK_BYTES:
+                raise ForkError(f"{file}: the fork's Model cannot be built on the meta device ({type(err).__name__}: "
+                                f"{str(err)[:100]}); building it on CPU would need about {need / 2**30:.1f} GiB, more "
+                                f"than the {CPU_FALLBACK_BYTES >> 30} GiB allowed")
+            try:
+                with _quiet(), torch.device("cpu"):
+                    model = Model(file, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise ForkError(f"{_where_in(e, root) or file}: the fork's Model failed to build {file}: "
+                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            if err is not None:
+                notes.append(f"built on CPU: the fork's Model runs a forward at init to find its strides, which "
+                             f"cannot run on the meta device ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
+    model.eval()
+    return ForkModel.wrap(model, conf, root, yolo, notes)
+
+
+def _estimate_bytes(yolo, conf) -> int | None:
+    """Weights of the fork's parse_model built on meta (a size guard before a CPU build)."""
+    import torch
+
+    from .builder import skip_init
+
+    pm = getattr(yolo, "parse_model", None)
+    if pm is None or not conf.raw:
+        return None
+    try:
+        with _quiet(), torch.device("meta"), skip_init():
+            seq = pm(copy.deepcopy(conf.raw), ch=[conf.ch])
+        seq = seq[0] if isinstance(seq, tuple) else seq
+        return 4 * sum(p.numel() for p in seq.parameters()) + 4 * conf.ch * 256 * 256
+    except Exception:  # noqa: BLE001 - no estimate; the CPU build is then unguarded by this figure
+        return None
+
+
+def _fork_module_name(m) -> str:
+    t = getattr(m, "type", None)
+    if isinstance(t, str) and t:
+        return t.replace("__main__.", "").split(".")[-1]
+    return type(m).__name__
+
+
+class ForkModel:
+    """Namespace for building the wrapper (a :class:`~flopscope.builder.DetectionModel` whose
+    layers are the fork's own modules)."""
+
+    @staticmethod
+    def wrap(model, conf, root: Path, yolo, notes: list[str]):
+        import torch
+        import torch.nn as nn
+
+        from .builder import DetectionModel, LayerInfo, set_strides
+        from .registry import ModuleSpec
+
+        seq = getattr(model, "model", None)
+        if not isinstance(seq, nn.Sequential):
+            raise ForkError(f"{conf.file}: the fork's Model has no .model Sequential of layers")
+        rows = list(conf.rows)
+        rule = ChannelRule("fork", "the fork's own parse_model, executed", lambda row: None)
+        source = f"the fork's parse_model, run ({root / 'models' / 'yolo.py'})"
+        info = []
+        for k, m in enumerate(seq):
+            row = rows[k] if k < len(rows) else None
+            f = getattr(m, "f", row.f if row else -1)
+            i = getattr(m, "i", k)
+            name = row.module if row is not None else _fork_module_name(m)
+            n = row.n if row is not None else 1
+            if n > 1:
+                n = max(round(n * conf.depth_multiple), 1)
+            args = getattr(m, "args", None)  # a fork may keep them; YOLOv5 logs them but does not store them
+            if args is None:
+                args = list(row.args) if row is not None else []
+            spec = ModuleSpec(name, type(m), rule, "", origin=str(root), rule_source=source)
+            info.append(LayerInfo(i, f, n, name, args, None, spec))
+        save = list(getattr(model, "save", []))
+        wrapped = DetectionModel(seq, save, info, conf)
+        wrapped.fork = model
+        wrapped.fork_notes = notes
+        stride = getattr(model, "stride", None)
+        if isinstance(stride, torch.Tensor) and stride.device.type != "meta" and stride.numel():
+            wrapped.stride = stride.detach().to("cpu").float()
+        else:
+            set_strides(wrapped)
+        return wrapped

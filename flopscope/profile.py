@@ -173,7 +173,7 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
     model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
-    notes: list[str] = []
+    notes: list[str] = list(getattr(model, "fork_notes", []))
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
