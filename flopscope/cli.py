@@ -124,10 +124,16 @@ def main(argv: list[str] | None = None) -> None:
 
     setup = command(_setup)
     try:
-        setup(opts)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    _run(argv)
+        try:
+            setup(opts)
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
+        _run(argv)
+    finally:  # this run's --fork / --channels do not outlive it (tests run many in one process)
+        from . import fork, plugins
+
+        fork.configure(None)
+        plugins.CHANNEL_OVERRIDES.clear()
 
 
 def _setup(opts: dict) -> None:

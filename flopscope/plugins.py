@@ -501,10 +501,19 @@ def infer_rule(cls) -> tuple[ch.ChannelRule | None, str]:
     return None, f"{signature_text(cls)} does not say which YAML args are channel counts"
 
 
+def suggested_rule(cls) -> str:
+    """The rule to name in the hint (a hint only, never applied): 'same' when the first parameter
+    looks like a size / channel count, else 'none'."""
+    params = _params(cls) or []
+    first = params[0] if params else ""
+    return "same" if re.search(r"(^c\d?$|^c_|chan|dim|size|^in|planes|feat)", first, re.IGNORECASE) else "none"
+
+
 def no_rule(cls, name: str, where: str, why: str) -> ch.ChannelRule:
     """The rule of a class without one: a YAML row using it fails with one line saying how to give it."""
-    text = (f"{name} ({where}): no channel rule -- {why}; give one: --channels {name}=same (or "
-            f"{', '.join(r for r in _RULE_HELP if r != 'same')}), or flopscope_channels = 'same' in the class")
+    hint = suggested_rule(cls)
+    text = (f"{name} ({where}): no channel rule -- {why}; give one: --channels {name}={hint} (or "
+            f"{', '.join(r for r in _RULE_HELP if r != hint)}), or flopscope_channels = '{hint}' in the class")
 
     def refuse(row):
         raise row.error(text)
@@ -660,7 +669,7 @@ def _warnings(plugin: Plugin, scope: PluginScope, classdefs, decided, zoo) -> li
                                     f"or --channels {name}=RULE)"))
         elif kind == "no-rule":
             out.append(("no-rule", f"{path}: class {name}: no channel rule ({detail}); a config using it fails "
-                                   f"until you give one: --channels {name}=same (or conv, conv+n, none, concat)"))
+                                   f"until you give one: --channels {name}={suggested_rule(MODULES[name].cls)}"))
         elif kind == "ignored":
             out.append(("ignored", f"--channels {name}=...: ignored, the rule of {name} comes from {detail}"))
     if not scope.registered:
