@@ -54,6 +54,17 @@ ELEMENTWISE_COST: dict[str, float] = {
     "bilinear.coords": 10,  # deformable conv, per sampling point: p0+pk+dp (2), frac (2), 1-frac (2), 4 weights
     "bilinear.interp": 7,  # deformable conv, per sampled value (channel x point): 4 mul + 3 add
     "weight_std": 7,  # weight standardisation, per weight element: mean, sub, var (2), div, gamma * w + beta (2)
+    # used by the op-level counter (flopscope.opcount) for aten ops no formula names
+    "Softplus": 3,  # log(1 + exp(x))
+    "GLU": 5,  # per output element: sigmoid (4) + mul
+    "neg": 1,  # neg, abs, sign
+    "exp": 1,  # exp, log, pow, sqrt, rsqrt, erf, trig: one transcendental per element
+    "var": 2,  # per input element: square + add of the centred values (as weight_std counts it)
+    "norm": 2,  # per input element: square, add (vector norms)
+    "log_softmax": 5,  # softmax (4) + log
+    "sort": 1,  # per compare: log2(n) per element
+    "RMSNorm": 4,  # square, mean, scale, affine
+    "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
     "Dropout": 0,
     "Identity": 0,
 }

@@ -639,7 +639,7 @@ def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
 
     from . import config as cfgmod
     from .builder import skip_init
-    from .tracer import CPU_FALLBACK_BYTES
+    from .opcount import CPU_FALLBACK_BYTES
 
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     file = str(Path(conf.file).resolve())

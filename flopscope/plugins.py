@@ -297,8 +297,8 @@ def load_plugin(path: str | os.PathLike, channels: dict[str, str] | None = None)
     plugin.kinds, plugin.warnings = [k for k, _ in found], [w for _, w in found]
     nf = plugin.no_formula
     if nf:
-        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted by FlopCounterMode on a forward "
-                            f"of the layer (marked * / counted_by in reports)")
+        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted op by op (the op-level counter) "
+                            f"on the layer (marked * / counted_by in reports)")
     _LOADED[key] = plugin
     return plugin
 

@@ -12,11 +12,15 @@ from importlib import resources
 import pytest
 import torch
 
+import thop01
 from flopscope import crosscheck as cc
 from flopscope import rules
 from flopscope.errors import FlopscopeError
 
 IMG = 64
+THOP2 = cc.thop_major() not in (None, 0)  # ultralytics-thop 2.x (our dependency) or the legacy thop 0.1.x
+TH = "thop 2.x" if THOP2 else "thop"  # its reason codes' prefix
+UP = 0 if THOP2 else 1  # nearest upsample per output element: thop 2.x counts 0, thop 0.1.1 counts 1
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -71,12 +75,15 @@ def test_yolov5s_acceptance_identities(y5s):
     # conv MACs equal across FlopCounterMode and fvcore (fvcore adds BN 2/element + nearest upsample 1/element)
     assert fcm.total == conv
     assert fv.total - 2 * bn - up == conv
-    # thop - conv = BatchNorm at 4/element + nearest upsample at 1/element
-    assert th.total - conv == 4 * bn + up
+    # thop - conv = BatchNorm at 4/element + nearest upsample at 1/element (thop 0.1.1) or 0 (thop 2.x)
+    assert th.total - conv == 4 * bn + UP * up
+    old = thop01.recorded("yolov5s")  # the real thop 0.1.1, recorded on the same model at this size
+    assert old["small_img"] == IMG and old["small_total"] - conv == 4 * bn + up
     for i, r in enumerate(rep.layers):  # and layer by layer
         assert fcm.per_layer[i] == r.macs_by_kind["conv"]
         assert fv.per_layer[i] - r.macs == 2 * _elems(r, "BatchNorm2d") + _elems(r, "Upsample.nearest")
-        assert th.per_layer[i] - r.macs == 4 * _elems(r, "BatchNorm2d") + _elems(r, "Upsample.nearest")
+        assert th.per_layer[i] - r.macs == 4 * _elems(r, "BatchNorm2d") + UP * _elems(r, "Upsample.nearest")
+        assert old["small_per_layer"][i] - r.macs == 4 * _elems(r, "BatchNorm2d") + _elems(r, "Upsample.nearest")
 
 
 def test_reason_codes_carry_the_exact_difference(y5s):
@@ -84,11 +91,12 @@ def test_reason_codes_carry_the_exact_difference(y5s):
     for lc, r in zip(y5s.layers, rep.layers):
         cell = lc.cells["thop"]
         reasons = dict(cell.reasons)
-        assert reasons.get("thop: BatchNorm counted 4/element", 0) == 4 * _elems(r, "BatchNorm2d")  # BN: not MACs
-        assert reasons.get("thop: nearest upsample counted 1/element", 0) == _elems(r, "Upsample.nearest")
+        assert reasons.get(f"{TH}: BatchNorm counted 4/element", 0) == 4 * _elems(r, "BatchNorm2d")  # BN: not MACs
+        assert reasons.get("thop: nearest upsample counted 1/element", 0) == UP * _elems(r, "Upsample.nearest")
         assert sum(reasons.values()) == pytest.approx(cell.delta, abs=0.5)
     up = next(lc for lc in y5s.layers if lc.module == "nn.Upsample")
-    assert up.ours == 0 and up.cells["fcm"].measured == 0 and up.cells["thop"].significant
+    assert up.ours == 0 and up.cells["fcm"].measured == 0
+    assert up.cells["thop"].significant == (not THOP2)  # thop 2.x counts nearest upsample as 0, as we count MACs
     assert ["ptflops: nn.Upsample counted 2/element (module hook + F.interpolate patch)"] == \
         [c for c, _ in up.cells["ptflops"].reasons]
     # the Detect head's convs have biases: only ptflops counts them
@@ -102,12 +110,19 @@ def test_model_info_block(y5s):
     mi = y5s.model_info
     assert mi["probe"] == 32
     assert mi["printed_gflops"] == pytest.approx(y5s.report.model_info_gflops, abs=2e-6)
-    assert mi["measured_gflops"] == pytest.approx(mi["printed_gflops"], rel=1e-9)  # thop really run on the probe
+    # the legacy figure is thop 0.1.1's: recorded with the real thop 0.1.1 (run here too when it is installed)
+    assert mi["printed_gflops"] == pytest.approx(thop01.model_info_gflops("yolov5s", IMG), rel=1e-9)
+    assert ("measured_gflops" in mi) == (not THOP2)
+    if not THOP2:
+        assert mi["measured_gflops"] == pytest.approx(mi["printed_gflops"], rel=1e-9)  # thop run on the probe
     assert mi["true_gflops"] == pytest.approx(2 * y5s.ours_total / 1e9)
     assert mi["wrong_layers"]
-    for lc in y5s.layers:
+    scale = (IMG / 32) ** 2
+    for lc, old in zip(y5s.layers, thop01.recorded("yolov5s")["probe_per_layer"]):
         row = lc.model_info
-        assert row["measured_model_info_flops"] == pytest.approx(row["model_info_flops"], abs=1)
+        assert row["model_info_flops"] == pytest.approx(2 * old * scale, abs=1)
+        if not THOP2:
+            assert row["measured_model_info_flops"] == pytest.approx(row["model_info_flops"], abs=1)
         assert row["delta_flops"] == pytest.approx(row["thop_conventions_flops"] + row["probe_extrapolation_flops"])
         if row["wrong"]:
             assert row["why"]
@@ -121,7 +136,7 @@ def test_rendering_shows_columns_and_reasons(y5s):
     text = buf.getvalue()
     for label in ("fvcore", "thop", "ptflops", "ptflops·aten", "FCM"):
         assert label in text
-    assert "thop: BatchNorm counted 4/element" in text
+    assert f"{TH}: BatchNorm counted 4/element" in text
     assert "FlopCounterMode reports FLOPs = 2 per MAC" in text
     assert "explained exactly" in text and "UNEXPLAINED" not in text
     assert "model_info" in text
@@ -129,10 +144,11 @@ def test_rendering_shows_columns_and_reasons(y5s):
 
 def test_unexplained_delta_is_shown_not_hidden(y5s, monkeypatch):
     # a wrong rule (BN at 3/element) must leave thop's BN layers unexplained
-    monkeypatch.setitem(rules.THOP_RULES, "BatchNorm2d", rules.Rule(lambda t, m: 3 * t.elems, "wrong rule"))
+    table = y5s.columns["thop"].rules
+    monkeypatch.setitem(rules.COUNTER_RULES[table], "BatchNorm2d", rules.Rule(lambda t, m: 3 * t.elems, "wrong rule"))
     rec = y5s.report.layers[0]
     chains = [[] for _ in rec.terms]
-    cell = cc.explain("thop", rec.terms, chains, y5s.columns["thop"].run.per_layer[0])
+    cell = cc.explain(table, rec.terms, chains, y5s.columns["thop"].run.per_layer[0])
     assert not cell.explained
     assert cell.residual == _elems(rec, "BatchNorm2d")
     lines = cc.cell_reasons("thop", cell)
@@ -182,7 +198,7 @@ def test_json_carries_every_column_and_reason(y5s):
             assert cell["explained"] and cell["unexplained"] is None
             codes.update(r["code"] for r in cell["reasons"])
         assert "model_info" in row
-    assert {"thop: BatchNorm counted 4/element", "fvcore: BatchNorm counted 2/element",
+    assert {f"{TH}: BatchNorm counted 4/element", "fvcore: BatchNorm counted 2/element",
             "ptflops: conv bias counted 1/output element", "ptflops: SiLU counted 1/element (F.silu patch)",
             "ptflops·aten: convolution bias counted 1/output element"} <= codes
     for name, tot in d["totals"]["counters"].items():
@@ -196,7 +212,7 @@ def test_cli_check_writes_json(tmp_path, capsys):
     code, stdout, err = _run_cli(["check", "yolov5s", "--img", str(IMG), "--counters", "thop,fcm",
                                   "--json", str(out)], capsys)
     assert code == 0, err
-    assert "Totals, to the MAC" in stdout and "thop: BatchNorm counted 4/element" in stdout
+    assert "Totals, to the MAC" in stdout and f"{TH}: BatchNorm counted 4/element" in stdout
     d = json.loads(out.read_text())
     assert set(d["counters"]) == {"thop", "fcm"} and d["totals"]["counters"]["thop"]["explained"]
     # '-' writes the JSON alone on stdout; `model --check` adds the check to the model record
@@ -224,17 +240,29 @@ def test_huge_sizes_are_refused_before_a_forward(monkeypatch):
         cc.crosscheck("yolov5s", img=IMG, counters="fcm")
 
 
-def test_transformer_thop_misses_multihead_attention():
+def test_transformer_thop_versions_and_multihead_attention():
+    """thop 0.1.1 (recorded) misses nn.MultiheadAttention; thop 2.x counts it: its projections and matmuls as we
+    do, plus its softmax at 3S-1 per row (S = key length: the 2x2 P5 map at 64 px, 4 tokens)."""
     res = cc.crosscheck("yolov5s-transformer", img=IMG, counters="thop,ptflops,fcm")
+    old = thop01.recorded("yolov5s-transformer")["small_per_layer"]
     idx = [i for i, lc in enumerate(res.layers) if lc.module == "C3TR"]
     assert idx
     for i in idx:
         lc, rec = res.layers[i], res.report.layers[i]
+        mha = _op_macs(rec, "MultiheadAttention")
+        bn = _elems(rec, "BatchNorm2d")
+        soft = [t.elems for t in rec.terms if t.name.endswith("softmax") and t.op == "softmax"]
+        assert mha > 0 and soft
+        assert old[i] == rec.macs - mha + 4 * bn  # thop 0.1.1 does not hook nn.MultiheadAttention
         cell = lc.cells["thop"]
         assert cell.explained
-        mha = _op_macs(rec, "MultiheadAttention")
-        assert mha > 0
-        assert dict(cell.reasons)["thop: nn.MultiheadAttention not hooked"] == -mha
+        if THOP2:
+            s_len = (IMG // 32) ** 2
+            assert cell.measured == rec.macs + 4 * bn + sum(3 * e - e // s_len for e in soft)
+            assert dict(cell.reasons)["thop 2.x: MHA softmax counted 3S-1 per row"] == \
+                sum(3 * e - e // s_len for e in soft)
+        else:
+            assert dict(cell.reasons)["thop: nn.MultiheadAttention not hooked"] == -mha
         assert lc.cells["fcm"].delta == 0  # FlopCounterMode sees the attention
         assert lc.cells["ptflops"].explained
     for name in ("thop", "ptflops", "ptflops-aten", "fcm"):
@@ -256,6 +284,6 @@ def test_dynamic_conv_thop_misses_functional_conv():
         assert cell.explained and cell.significant
         conv = _op_macs(rec, "F.conv2d")
         assert conv > 0
-        assert dict(cell.reasons)["thop: F.conv2d not hooked"] == -conv
+        assert dict(cell.reasons)[f"{TH}: F.conv2d not hooked"] == -conv
         assert lc.cells["fcm"].delta == 0
     assert res.total_cell("thop").explained and res.total_cell("fcm").explained

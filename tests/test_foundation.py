@@ -5,7 +5,6 @@ CPU forward of the same model; thop itself run the way YOLOv5's model_info runs 
 """
 from __future__ import annotations
 
-import copy
 import tracemalloc
 
 import pytest
@@ -13,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import flopscope
+import thop01
 from flopscope.config import bundled_names
 
 # ultralytics/yolov5 README / training logs, nc=80, unfused
@@ -78,14 +78,15 @@ def test_flops_equal_flopcountermode(name):
 
 @pytest.mark.parametrize("name", ["yolov5s", "yolov5s-transformer", "yolov5s-ghost", "yolov5n-seg", "yolov5n6"])
 def test_model_info_emulation_matches_real_thop(name):
-    """Our thop-convention figure equals thop.profile on the stride-sized probe, as model_info runs it."""
-    import thop
-
-    model = flopscope.build_model(name, device="cpu")
-    report = flopscope.profile(model, img=640)
+    """Our thop-0.1.1-convention figure equals thop 0.1.1's thop.profile on the stride-sized probe, as the legacy
+    model_info ran it (recorded with the real thop 0.1.1 by tools/record_thop01.py), per layer and in total."""
+    rec = thop01.recorded(name)
+    report = flopscope.profile(name, img=640)
     s = report.model_info_probe
-    macs = thop.profile(copy.deepcopy(model), inputs=(torch.zeros(1, 3, s, s),), verbose=False)[0]
-    assert report.model_info_gflops == pytest.approx(macs * 2 / 1e9 * (640 / s) ** 2, rel=1e-9)
+    assert s == rec["probe"]
+    assert report.model_info_gflops == pytest.approx(thop01.model_info_gflops(name), rel=1e-9)
+    assert [r.model_info_flops for r in report.layers] == \
+        pytest.approx([2 * v * (640 / s) ** 2 for v in rec["probe_per_layer"]], rel=1e-9, abs=1e-3)
 
 
 def test_yolov5s_model_info_prints_16_6():
@@ -140,7 +141,7 @@ def test_json_schema_and_api_equivalence():
 
 
 class _NoFormula(torch.nn.Module):
-    """A module without a registered formula: counted by FlopCounterMode, never silently 0."""
+    """A module without a registered formula: counted by the op-level counter, never silently 0."""
 
     def __init__(self, c1, c2):
         super().__init__()
@@ -150,7 +151,7 @@ class _NoFormula(torch.nn.Module):
         return torch.nn.functional.conv2d(x, self.w, padding=1)
 
 
-def test_module_without_formula_is_counted_by_fcm():
+def test_module_without_formula_is_counted_op_level():
     from flopscope.channels import conv_like
     from flopscope.registry import MODULES, add_module
 
@@ -160,7 +161,7 @@ def test_module_without_formula_is_counted_by_fcm():
                "head": [[-1, 1, "Conv", [32, 1, 1]]]}
         r = flopscope.profile(cfg, img=64)
         layer = r.layers[1]
-        assert "FlopCounterMode" in layer.counted_by
+        assert layer.counted_by == "formula; op-level (_NoFormula)"
         assert layer.macs == 32 * 32 * 32 * 16 * 9  # hand-derived: out 32x32x32, Cin 16, 3x3
     finally:
         del MODULES["TestNoFormulaConv"]

@@ -280,16 +280,17 @@ def test_huge_img_subprocess_peak_rss(tmp_path):
 
 def test_fallback_counting_refuses_big_cpu_forward():
     """A module without formula that cannot run on meta is not run on CPU at a huge size."""
-    from flopscope.tracer import fcm_count
+    from flopscope.opcount import count_ops
 
     class NeedsValues(nn.Module):  # .item() cannot run on the meta device
         def forward(self, x):
             return x * float(x.sum().item() + 1)
 
     with pytest.raises(FlopscopeError, match=r"would need about .* GiB"):
-        fcm_count(NeedsValues(), [(1, 3, 100_000, 100_000)])
-    out, counts, device = fcm_count(NeedsValues(), [(1, 3, 8, 8)])
-    assert out == (1, 3, 8, 8) and device == "cpu"
+        count_ops(NeedsValues(), [(1, 3, 100_000, 100_000)])
+    res = count_ops(NeedsValues(), [(1, 3, 8, 8)])
+    assert res.out == (1, 3, 8, 8) and res.device == "cpu"
+    assert {t.op for t in res.terms} == {"aten.sum", "aten.mul"} and not res.not_counted
 
 
 def test_real_forward_refuses_sizes_that_do_not_fit():

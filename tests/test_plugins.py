@@ -203,7 +203,7 @@ def test_seed004_style_plugin_profiles_like_a_real_forward(tmp_path, loaded):
     assert type(built.m[0]).__module__ == p.module_name
     assert built.m[0].cv1.conv.kernel_size == (3, 3) and hasattr(built.m[0], "iRMB")
     # modules without a formula are counted by FlopCounterMode and marked
-    assert "FlopCounterMode" in r.layers[2].counted_by and "FlopCounterMode" in r.layers[4].counted_by
+    assert "op-level" in r.layers[2].counted_by and "op-level" in r.layers[4].counted_by
     assert r.layers[0].counted_by == "formula"
     assert c3 in p.no_formula
 
@@ -358,7 +358,7 @@ def test_cli_plugin_anywhere_and_json(tmp_path, capsys, cleanup):
     code, out, err = _cli(["model", str(cfg), "--img", "64", "--json", "-", "--plugin", str(f)], capsys)
     assert code == 0, err
     d = json.loads(out)
-    assert d["layers"][2]["module"] == "C3" and "FlopCounterMode" in d["layers"][2]["counted_by"]
+    assert d["layers"][2]["module"] == "C3" and "op-level" in d["layers"][2]["counted_by"]
     assert d["layers"][2]["channel_rule"]["name"] == "conv+n"
     assert d["layers"][2]["channel_rule"]["source"].startswith("signature C3(c1, c2, n=1")
     assert d["layers"][0]["channel_rule"] == {"name": "conv", "source": "built-in"}

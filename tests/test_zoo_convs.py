@@ -9,7 +9,6 @@ bilinear interpolation for the deformable conv's numerics.
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import flopscope
+import thop01
 from flopscope.registry import MODULES, load_zoo
 from flopscope.tracer import ShapeError, Tracer
 
@@ -441,11 +441,9 @@ def test_config_counts_equal_flopcountermode(name):
     assert report.flops == fcm.get_total_flops()
     assert report.params == sum(p.numel() for p in model.parameters())
     assert report.layers[-1].out_shape == tuple(y[0].shape) == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 85)
-    if name.startswith("yolov5s_"):
-        thop = pytest.importorskip("thop")
-        macs = thop.profile(copy.deepcopy(model), inputs=(torch.zeros(1, 3, 32, 32),), verbose=False)[0]
+    if name.startswith("yolov5s_"):  # model_info emulation == thop 0.1.1 on YOLOv5's 32-px probe (recorded)
         r640 = flopscope.profile(model, img=640)
-        assert r640.model_info_gflops == pytest.approx(macs * 2 / 1e9 * 400, rel=1e-9)
+        assert r640.model_info_gflops == pytest.approx(thop01.model_info_gflops(name), rel=1e-9)
 
 
 def test_dcn_layers_say_which_rule_counted_the_sampling():
