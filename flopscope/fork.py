@@ -474,7 +474,8 @@ class ForkRules:
         f = row.f
         env = {"f": f, "n": row.n, "n_": row.n, "args": list(row.args), "ch": list(row.ch), "gw": row.gw,
                "gd": 1.0, "no": row.no, "nc": row.nc, "i": row.index, self.var: Sym(name), "ch_mul": self.ch_mul,
-               "c1": _c_or_none(row.ch, f), "c2": _c_or_none(row.ch, f)}
+               # a branch that does not set c2 keeps the previous row's (YOLOv5's loop variable leaks)
+               "c1": _c_or_none(row.ch, f), "c2": row.ch[-1] if row.ch else None}
         try:
             _Eval(env).run(b.body)
         except _Unreadable as e:
@@ -579,11 +580,14 @@ def configure(directory: str | None, auto: bool = True) -> None:
 def fork_for(cfg) -> Path | None:
     """The checkout whose code builds ``cfg`` (a YAML path or a loaded config), or None."""
     file = getattr(cfg, "file", cfg)
-    if not isinstance(file, (str, os.PathLike)) or not Path(file).is_file():
+    try:
+        if not isinstance(file, (str, os.PathLike)) or not Path(file).is_file():
+            return None
+        if _FORK is not None:
+            return _FORK
+        return checkout_of_yaml(file) if _AUTO else None
+    except (OSError, ValueError):  # a name too long, a NUL byte ...: the config loader reports it
         return None
-    if _FORK is not None:
-        return _FORK
-    return checkout_of_yaml(file) if _AUTO else None
 
 
 @contextlib.contextmanager
