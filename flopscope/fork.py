@@ -675,7 +675,14 @@ def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
                 notes.append(f"built on CPU: the fork's Model runs a forward at init to find its strides, which "
                              f"cannot run on the meta device ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
     model.eval()
-    return ForkModel.wrap(model, conf, root, yolo, notes)
+    wrapped = ForkModel.wrap(model, conf, root, yolo, notes)
+    if torch.device(device).type == "meta" and err is not None:
+        # built on CPU for its stride forward; counted on meta like every other model (no image-sized memory)
+        try:
+            model.to("meta")
+        except Exception:  # noqa: BLE001 - a module that cannot move: counted on CPU (the op counter guards size)
+            pass
+    return wrapped
 
 
 def _estimate_bytes(yolo, conf) -> int | None:

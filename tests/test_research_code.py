@@ -251,3 +251,18 @@ def test_static_reader_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(ConfigError) as e:
         rule(row)
     assert f"{yolo}:{_line(yolo.read_text(), 'my_width')}" in str(e.value) and "--fork" in str(e.value)
+
+
+def test_fork_cpu_build_is_size_guarded_and_counted_on_meta(fork, monkeypatch):
+    root, cfg = fork
+    import flopscope.opcount
+
+    # counted on meta after the CPU build: a large image allocates nothing in proportion to it
+    big = flopscope.profile(str(cfg), img=2048)
+    small = flopscope.profile(str(cfg), img=IMG)
+    assert big.layers[0].macs == small.layers[0].macs * (2048 // IMG) ** 2  # a conv: MACs scale with H*W
+    monkeypatch.setattr(flopscope.opcount, "CPU_FALLBACK_BYTES", 1000)
+    with pytest.raises(forkmod.ForkError) as e:
+        flopscope.profile(str(cfg), img=IMG)
+    assert "cannot be built on the meta device" in str(e.value) and "allowed" in str(e.value)
+    _clean_imports()
