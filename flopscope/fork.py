@@ -616,7 +616,9 @@ def import_fork(root: Path):
         if isinstance(e, KeyboardInterrupt):
             raise
         raise ForkError(f"{_where_in(e, root) or root / 'models' / 'yolo.py'}: importing the fork's models/yolo.py "
-                        f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                        f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (the fork's code "
+                        f"builds YAMLs in its models/; --no-fork builds with flopscope's builder and --plugin "
+                        f"classes instead)") from None
 
 
 def _where_in(e: BaseException, root: Path) -> str | None:

@@ -266,3 +266,22 @@ def test_fork_cpu_build_is_size_guarded_and_counted_on_meta(fork, monkeypatch):
         flopscope.profile(str(cfg), img=IMG)
     assert "cannot be built on the meta device" in str(e.value) and "allowed" in str(e.value)
     _clean_imports()
+
+
+def test_no_fork_and_fork_import_errors(fork):
+    root, cfg = fork
+    # the workflow, from the fork's root: --plugin models/common.py; --no-fork: flopscope's builder
+    code, out, err = run_cli(["model", str(cfg), "--img", str(IMG), "--json", "-", "--no-fork",
+                              "--plugin", str(root / "models" / "common.py")])
+    assert code == 0, err
+    d = json.loads(out)
+    assert not any("fork's own code" in n for n in d["notes"])
+    assert [(x["params"], x["flops"]) for x in d["layers"]] == per_layer(oracle_model(root, cfg), IMG)
+    yolo = root / "models" / "yolo.py"
+    yolo.write_text(yolo.read_text().replace("import torch.nn as nn\n", "import torch.nn as nn\nimport not_installed\n", 1))
+    code, out, err = run_cli(["model", str(cfg)])
+    line = _line(yolo.read_text(), "^import not_installed")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"flopscope: error: {yolo}:{line}: importing the fork's models/yolo.py failed: "
+                          f"ModuleNotFoundError") and "--no-fork" in err
+    _clean_imports()
