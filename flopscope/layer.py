@@ -39,7 +39,7 @@ from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
 from .registry import ModuleSpec, lookup
-from .tracer import ShapeError, Tracer
+from .tracer import BUILT_ON_CPU_NOTE, ShapeError, Tracer
 
 CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
@@ -139,14 +139,14 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     init_ctx = skip_init() if dev.type == "meta" else contextlib.nullcontext()
     try:
         with torch.device(dev), init_ctx:
-            m = _construct(spec, ctor_args, n_seq)
+            m, on_cpu = _construct(spec, ctor_args, n_seq)
     except FlopscopeError:
         raise
     except Exception as e:  # noqa: BLE001 - any constructor failure is a user error here
         raise FlopscopeError(f"{name}{_short(ctor_args)} failed to build: {type(e).__name__}: {e}"[:400]) from None
     m.eval()
-    if getattr(m, "flopscope_built_on", None) == "cpu" and dev.type == "meta":
-        notes.append("built on CPU (its constructor cannot run on the meta device)")
+    if on_cpu and dev.type == "meta":
+        notes.append(BUILT_ON_CPU_NOTE)
     return BuiltLayer(m, spec, yaml_args, list(ctor_args), c2_out, notes)
 
 
@@ -466,7 +466,7 @@ class LayerReport:
         return scaling_sentence(self)
 
     def to_dict(self) -> dict:
-        from .profile import jsonable
+        from .report import jsonable
 
         return {
             "module": self.module, "c1": self.c1, "c2": jsonable(self.c2), "n": self.n, "args": jsonable(self.args),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .builder import build_model
 from .errors import FlopscopeError
-from .profile import Report, check_img, jsonable, parse_img, profile
+from .report import Report, check_img, jsonable, parse_img, profile
 
 TOLERANCE = 0.02
 DEFAULT_SIZES = "320,480,640,960,1280"

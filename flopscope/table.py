@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass, field
 
 from .errors import FlopscopeError
-from .profile import profile
+from .report import profile
 
 UNITS = {
     "params": "count",

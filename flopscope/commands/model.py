@@ -7,7 +7,7 @@ import typer
 
 from ..cli import app, command
 from ..options import BATCH, IMG, NC
-from ..profile import profile
+from ..report import profile
 from ..render import print_report, to_csv, to_json, to_markdown, write_output
 
 

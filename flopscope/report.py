@@ -1,5 +1,8 @@
 """``profile()``: a model's per-layer record (params, shapes, MACs by kind, element-wise FLOPs).
 
+(Named ``report`` so that ``flopscope.profile`` is only the function.)  Configs and our built models
+are counted here; any other ``nn.Module`` by :mod:`flopscope.modelreport`.
+
 The record is plain data; :mod:`flopscope.render` turns the same record into a rich table,
 JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rename)::
 
@@ -22,6 +25,7 @@ from .cost import MAC_KINDS
 from .engine import count_layers
 from .errors import FlopscopeError
 from .rules import thop_macs
+from .tracer import NOT_COUNTED
 
 UNITS = {
     "params": "count",
@@ -47,6 +51,7 @@ class LayerRecord:
     counted_by: str
     model_info_flops: float | None = None
     terms: list = field(default_factory=list, repr=False)
+    notes: list = field(default_factory=list, repr=False)  # typed notes (flopscope.tracer.Note) behind counted_by
     channel_rule: dict | None = None  # {"name", "source"}: which rule built the row and where it came from
 
     @property
@@ -166,13 +171,44 @@ def _layer_costs(model, batch, hw):
     return count_layers(model, (batch, model.ch, hw[0], hw[1]))
 
 
-def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Report:
-    """Count a model (config name / path / dict, or a built :class:`DetectionModel`)."""
+ACCEPTED = ("profile() takes a bundled config name, a YAML path, a config dict, a built DetectionModel or any "
+            "torch.nn.Module")
+
+
+def _check_batch(batch) -> None:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
-    model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
+
+
+def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, inputs=None,
+            depth: int = 1) -> Report:
+    """Count a model: a config (bundled name, YAML path, dict), a built :class:`DetectionModel`, or
+    any ``nn.Module`` on any device (a meta copy is counted; the module is left untouched).
+
+    For a module, ``inputs`` may be a shape ``(1, 3, 640, 640)``, a list of shapes (one per
+    positional input), example tensors, or a dict of keyword inputs (tensors or shapes); without
+    it, ``img`` and ``batch`` make a ``(batch, C, H, W)`` image, C from the module's first conv.
+    A YOLO-style model object (a ``.model`` sequence of layers carrying ``.f`` and ``.i``) gets the
+    per-row report of a config; any other module a per-module tree down to ``depth``.  Registered
+    formulas count the classes they are registered for, the op-level counter everything else.
+    """
+    _check_batch(batch)
+    if isinstance(cfg_or_module, DetectionModel):
+        return _profile_built(cfg_or_module, img, batch)
+    if isinstance(cfg_or_module, nn.Module):
+        from .modelreport import profile_module
+
+        return profile_module(cfg_or_module, img=img, batch=batch, inputs=inputs, depth=depth)
+    from .config import ModelConfig
+
+    if not isinstance(cfg_or_module, (str, dict, ModelConfig)) and not hasattr(cfg_or_module, "__fspath__"):
+        raise FlopscopeError(f"{ACCEPTED}; got {type(cfg_or_module).__name__}")
+    return _profile_built(build_model(cfg_or_module, nc=nc), img, batch)
+
+
+def _profile_built(model, img, batch: int) -> Report:
     notes: list[str] = list(getattr(model, "fork_notes", []))
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
@@ -183,23 +219,43 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
     records = []
     for k, (info, lc) in enumerate(zip(model.layers, layers)):
         m = model.model[k]
-        linear = None
-        if doubled is not None:
-            a = lc.cost.macs() + lc.cost.elementwise_flops
-            b = doubled[k].cost.macs() + doubled[k].cost.elementwise_flops
-            linear = b == 4 * a
         records.append(LayerRecord(
             info.index, info.f, info.n, info.module, info.args, lc.out_shape,
-            sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops, linear,
+            sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops,
+            linear_in_hw(lc, doubled[k] if doubled is not None else None),
             lc.counted_by, 2 * thop_macs(probed[k].cost.terms) * scale if probed is not None else None,
-            lc.cost.terms, rule_record(info)))
+            lc.cost.terms, list(lc.notes), rule_record(info)))
     notes.extend(replacement_notes(model))
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
+    notes.extend(not_counted_totals(records))
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
+
+
+def linear_in_hw(lc, doubled) -> bool | None:
+    """Whether a row's cost quadruples when H and W double (None when the doubled size did not run)."""
+    if doubled is None:
+        return None
+    a = lc.cost.macs() + lc.cost.elementwise_flops
+    return doubled.cost.macs() + doubled.cost.elementwise_flops == 4 * a
+
+
+def not_counted_totals(records) -> list[str]:
+    """The totals' note listing every op without a rule, over all rows ("not counted: aten.foo x3")."""
+    from collections import Counter
+
+    total: Counter = Counter()
+    for r in records:
+        for n in r.notes:
+            if getattr(n, "kind", None) == NOT_COUNTED:
+                total.update(n.data)
+    from .opcount import not_counted_note
+
+    note = not_counted_note(total)
+    return [f"{note} (op-level counter: ops without a rule; their work is missing from the figures)"] if note else []
 
 
 def rule_record(info) -> dict | None:
