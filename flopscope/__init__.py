@@ -14,7 +14,7 @@ from .builder import DetectionModel, build_model
 from .channels import ChannelRule, concat, conv_like, conv_like_repeat, custom, detect, passthrough, same_channel
 from .errors import ConfigError, FlopscopeError
 from .layer import LayerReport, build_layer, profile_layer
-from .profile import Report, profile
+from .report import Report, profile
 from .registry import formula, register
 from .plugins import load_plugin
 from .fuse import fuser

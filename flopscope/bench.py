@@ -282,7 +282,7 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
     """Measure ``cfg`` (a config name / path / dict) and return the JSON-ready record (see docs/bench.md)."""
     from .builder import build_model
     from .memory import check_fits
-    from .profile import profile
+    from .report import profile
 
     if dtype not in DTYPES:
         raise FlopscopeError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

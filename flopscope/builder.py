@@ -28,6 +28,7 @@ class LayerInfo:
     args: list  # constructor args, as YOLOv5's log prints them
     c2: int | list
     spec: ModuleSpec
+    built_on_cpu: bool = False  # its constructor cannot run on the meta device
 
 
 class DetectionModel(nn.Module):
@@ -47,11 +48,11 @@ class DetectionModel(nn.Module):
         return self.config.name
 
     def forward(self, x):
+        from .engine import layer_inputs
+
         y = []
         for m, info in zip(self.model, self.layers):
-            if info.f != -1:
-                x = y[info.f] if isinstance(info.f, int) else [x if j == -1 else y[j] for j in info.f]
-            x = m(x)
+            x = m(layer_inputs(info.f, x, y))
             y.append(x if info.index in self.save else None)
         return x
 
@@ -95,8 +96,16 @@ def default_activation(act):
 def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta", fuse: bool = False) -> DetectionModel:
     """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`.
 
-    ``fuse=True``: the model as the framework's own ``fuse()`` leaves it (:mod:`flopscope.fuse`)."""
+    ``fuse=True``: the model as the framework's own ``fuse()`` leaves it (:mod:`flopscope.fuse`).
+
+    A YAML of a YOLOv5 fork (``--fork DIR``, or inside a checkout's ``models/``) is built by the
+    fork's own code (:mod:`flopscope.fork`)."""
     load_zoo()
+    from .fork import build_with_fork, fork_for
+
+    root = fork_for(cfg)
+    if root is not None:
+        return build_with_fork(root, cfg, nc=nc, device=device)
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     device = torch.device(device)
     def init_ctx():
@@ -141,7 +150,7 @@ def _parse(conf: cfgmod.ModelConfig):
                               f"{type(e).__name__}: {_msg(e)}", file=conf.file, layer=i, field="args") from e
         _check_channels(c2, conf.file, i, r.module)
         try:
-            m = _construct(spec, args, n_seq)
+            m, on_cpu = _construct(spec, args, n_seq)
         except ConfigError:
             raise
         except FlopscopeError as e:
@@ -150,7 +159,7 @@ def _parse(conf: cfgmod.ModelConfig):
             raise ConfigError(f"{r.module}{_short(args)} failed to build: {type(e).__name__}: {_msg(e)}",
                               file=conf.file, layer=i, field="args") from e
         _check_hyper(m, conf.file, i, r.module)
-        info.append(LayerInfo(i, r.f, n, r.module, args, c2, spec))
+        info.append(LayerInfo(i, r.f, n, r.module, args, c2, spec, on_cpu))
         save.extend(x % i for x in ([r.f] if isinstance(r.f, int) else r.f) if x != -1)
         layers.append(m)
         if i == 0:
@@ -159,21 +168,19 @@ def _parse(conf: cfgmod.ModelConfig):
     return layers, sorted(set(save)), info
 
 
-def _construct(spec: ModuleSpec, args: list, n: int) -> nn.Module:
+def _construct(spec: ModuleSpec, args: list, n: int) -> tuple[nn.Module, bool]:
     """Instantiate (n times in a Sequential when n > 1); a constructor that cannot run on the
-    meta device is retried on CPU with real initialisation."""
+    meta device is retried on CPU with real initialisation.  Returns (module, built on CPU)."""
     def make():
         return nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
 
     try:
-        return make()
+        return make(), False
     except (NotImplementedError, RuntimeError) as e:
         if torch.get_default_device().type != "meta" or "meta" not in str(e).lower():
             raise
     with torch.device("cpu"):
-        m = make()
-    m.flopscope_built_on = "cpu"  # reported in the layer's counted_by
-    return m
+        return make(), True
 
 
 def _check_channels(c2, file, i, module):

@@ -173,7 +173,7 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
     """Build ``cfg`` once with real weights and run every counter on the same input (batch 1)."""
     from .builder import DetectionModel, build_model
     from .memory import check_fits
-    from .profile import profile
+    from .report import profile
 
     names = parse_counters(counters)
     device = _resolve_device(device)

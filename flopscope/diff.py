@@ -14,7 +14,7 @@ not (a pasted ``Bottleneck`` with a 3x3 cv1 and an iRMB).  Unpaired rows are *ad
 or *removed* (only in A).  A row whose input now comes from a different (e.g. an added) layer is
 ``rewired``; that alone does not make it changed.
 
-Deltas are B - A of each model's own :func:`~flopscope.profile.profile` (added rows count all of
+Deltas are B - A of each model's own :func:`~flopscope.report.profile` (added rows count all of
 B's cost, removed rows minus all of A's), so row deltas sum to the totals' delta.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from . import units
 from .builder import DetectionModel, build_model
-from .profile import Report, jsonable, profile
+from .report import Report, jsonable, profile
 
 UNITS = units.pick(
     ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),

@@ -438,7 +438,7 @@ def _shape(s) -> str:
 
 
 def model_sections(page: Page, report, prefix: str = "", show_table: bool = True) -> None:
-    """Totals, per-layer bars, treemap and the sortable per-layer table of a :class:`~flopscope.profile.Report`."""
+    """Totals, per-layer bars, treemap and the sortable per-layer table of a :class:`~flopscope.report.Report`."""
     from .render import NONLINEAR_MARK, count_mark
 
     kinds = report.macs_by_kind

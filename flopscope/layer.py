@@ -45,7 +45,7 @@ from .scaling import (  # noqa: F401  (re-exported: the fitting lived here)
     N_MULTIPLES, Scaling, _BASES, _TERM_FITS, _close, _formula, _num, _ratio, _round_label, _rounded, _step_fit,
     _step_scaling, _try, classify, classify_total, fit)
 from .shapes import ShapeError
-from .tracer import Tracer
+from .tracer import BUILT_ON_CPU_NOTE, Tracer
 
 CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
@@ -141,14 +141,14 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     init_ctx = skip_init() if dev.type == "meta" else contextlib.nullcontext()
     try:
         with torch.device(dev), init_ctx:
-            m = _construct(spec, ctor_args, n_seq)
+            m, on_cpu = _construct(spec, ctor_args, n_seq)
     except FlopscopeError:
         raise
     except Exception as e:  # noqa: BLE001 - any constructor failure is a user error here
         raise FlopscopeError(f"{name}{_short(ctor_args)} failed to build: {type(e).__name__}: {e}"[:400]) from None
     m.eval()
-    if getattr(m, "flopscope_built_on", None) == "cpu" and dev.type == "meta":
-        notes.append("built on CPU (its constructor cannot run on the meta device)")
+    if on_cpu and dev.type == "meta":
+        notes.append(BUILT_ON_CPU_NOTE)
     return BuiltLayer(m, spec, yaml_args, list(ctor_args), c2_out, notes)
 
 
@@ -355,7 +355,7 @@ class LayerReport:
         return scaling_sentence(self)
 
     def to_dict(self) -> dict:
-        from .profile import jsonable
+        from .report import jsonable
 
         return {
             "module": self.module, "c1": self.c1, "c2": jsonable(self.c2), "n": self.n, "args": jsonable(self.args),

@@ -436,15 +436,18 @@ class OpCounter(TorchDispatchMode):
     """Count every op of the forwards run inside it; attribute each to the module path running it.
 
     ``root``: the module whose submodule names are the paths (hooks are added on enter, removed on
-    exit).  ``skip``: called with a module in its pre-forward hook; a true result means the module is
-    counted elsewhere (a formula): ops inside it are not recorded.  ``on_module`` (module, path, args)
-    -> truthy is the same hook with the path and call args (the formula bridge uses it).
+    exit; a module shared by several parents gets each caller's path).  ``on_module(module, path,
+    args, kwargs)`` is called before every module call; a true result means the module is counted
+    elsewhere (by a formula): the ops inside that call are not recorded.  ``out_shapes``: path ->
+    output shape(s) of its first call.
     """
 
-    def __init__(self, root: nn.Module | None = None, on_module=None):
+    def __init__(self, root: nn.Module | None = None, on_module=None, record_shapes: bool = True):
         super().__init__()
         self.root = root
         self.on_module = on_module
+        self.record_shapes = record_shapes
+        self.out_shapes: dict = {}  # path -> output shape(s) of its first call
         self.records: dict = {}
         self.not_counted_at_path: dict = {}
         self._stack: list[str] = [""]
@@ -493,7 +496,7 @@ class OpCounter(TorchDispatchMode):
             self._children = {}
             self._mods = [self.root]
             for mod in self.root.modules():
-                self._hooks.append(mod.register_forward_pre_hook(self._pre))
+                self._hooks.append(mod.register_forward_pre_hook(self._pre, with_kwargs=True))
                 self._hooks.append(mod.register_forward_hook(self._post, always_call=True))
         return super().__enter__()
 
@@ -520,16 +523,18 @@ class OpCounter(TorchDispatchMode):
             return f"{ppath}.{name}" if ppath else name
         return self._names.get(id(mod), ppath)
 
-    def _pre(self, mod, args):
+    def _pre(self, mod, args, kwargs):
         path = self._path(mod)
         self._stack.append(path)
         self._mods.append(mod)
-        mute = bool(not self._muted and self.on_module is not None and self.on_module(mod, path, args))
+        mute = bool(not self._muted and self.on_module is not None and self.on_module(mod, path, args, kwargs))
         self._mute_stack.append(mute)
         self._muted += mute
 
     def _post(self, mod, args, out):
         if len(self._stack) > 1:
+            if self.record_shapes and self._stack[-1] not in self.out_shapes:
+                self.out_shapes[self._stack[-1]] = _out_shapes(out)
             self._stack.pop()
             self._mods.pop()
         if self._mute_stack:

@@ -93,6 +93,6 @@ def plot_model(report, path: str) -> str:
     a2.set_ylabel("params (M)")
     a2.grid(True, axis="y", alpha=0.3)
     a2.set_xticks(x)
-    a2.set_xticklabels([f"{l.index} {l.module}" + count_mark(l.counted_by) for l in layers],
+    a2.set_xticklabels([f"{l.index} {l.module}" + count_mark(l.notes) for l in layers],
                        rotation=90, fontsize=7)
     return _save(fig, path)

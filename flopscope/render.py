@@ -1,4 +1,4 @@
-"""Rendering a :class:`~flopscope.profile.Report`: rich table, JSON, CSV, Markdown -- one record, four views."""
+"""Rendering a :class:`~flopscope.report.Report`: rich table, JSON, CSV, Markdown -- one record, four views."""
 from __future__ import annotations
 
 import csv
@@ -32,10 +32,10 @@ def args_str(args, limit: int = 48) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def count_mark(counted_by: str) -> str:
-    """'*' when part of a layer was counted without a formula (FlopCounterMode / CPU), '†' for a hand rule."""
-    notes = counted_by.split("; ")[1:]
-    if any(not n.startswith("hand rule") for n in notes):
+def count_mark(notes) -> str:
+    """'*' when part of a layer was counted without a formula (op-level, on CPU ...), '†' for a hand rule;
+    ``notes``: a row's typed notes (:class:`flopscope.tracer.Note`)."""
+    if any(getattr(n, "kind", "other") != "hand rule" for n in notes):
         return "*"
     return "†" if notes else ""
 
@@ -90,7 +90,7 @@ def table(report) -> Table:
         t.add_column(col, justify=just, no_wrap=col not in ("args",))
     for row, r in zip(layer_rows(report), report.layers):
         mark = NONLINEAR_MARK if r.linear_in_hw is False else ""
-        module = row["module"] + count_mark(r.counted_by)
+        module = row["module"] + count_mark(r.notes)
         t.add_row(str(row["idx"]), row["from"], str(row["n"]), module, args_str(r.args), row["out_shape"],
                   f"{row['params']:,}", f"{row['gmacs']:.3f}", f"{row['gflops']:.3f}", f"{row['elementwise_gflops']:.3f}",
                   f"{row['pct']:.1f}", mark)
@@ -109,9 +109,27 @@ def print_report(report, console: Console | None = None) -> None:
         console.print(line, highlight=False, markup=False)
     for mark, text in (("*", "counted partly without a formula"), ("†", "counted partly by a hand-derived rule "
                                                                       "(work FlopCounterMode cannot see)")):
-        rows = [f"{r.index}: {r.counted_by}" for r in report.layers if count_mark(r.counted_by) == mark]
+        rows = [f"{r.index}: {r.counted_by}" for r in report.layers if count_mark(r.notes) == mark]
         if rows:
             console.print(f"{mark} {text}: " + "; ".join(rows), highlight=False, markup=False)
+    line = channel_rule_line(report)
+    if line:
+        console.print(line, highlight=False, markup=False)
+
+
+def channel_rule_line(report) -> str:
+    """Which channel rule built each row that is not a built-in, and where the rule came from."""
+    groups: dict[tuple, list[str]] = {}
+    for r in report.layers:
+        rule = getattr(r, "channel_rule", None)
+        if not rule or rule.get("source") == "built-in":
+            continue
+        groups.setdefault((rule["name"], rule["source"]), []).append(str(r.index))
+    if not groups:
+        return ""
+    parts = [f"{', '.join(idx)}: {src if src.startswith(name) else f'{name} from {src}'}"
+             for (name, src), idx in groups.items()]
+    return "channel rules (rows not built by a built-in): " + "; ".join(parts)
 
 
 CSV_COLUMNS = ["idx", "from", "n", "module", "args", "out_shape", "params", "gmacs", "gflops", "conv_gmacs",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import units
 from .builder import build_model
 from .errors import FlopscopeError
-from .profile import Report, check_img, jsonable, parse_img, profile
+from .report import Report, check_img, jsonable, parse_img, profile
 from .scaling import TOLERANCE, fit_exponent, is_proportional_exponent  # noqa: F401  (re-exported here)
 
 DEFAULT_SIZES = "320,480,640,960,1280"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from . import units
 from .errors import FlopscopeError
-from .profile import profile
+from .report import profile
 
 UNITS = units.pick(
     ("params", "count"), "params_m", "gflops", "elementwise_gflops", "yolov5_gflops",

@@ -9,7 +9,7 @@ import torch
 
 from flopscope import bench, roofline
 from flopscope.errors import FlopscopeError
-from flopscope.profile import profile
+from flopscope.report import profile
 
 from cli_helpers import run_subprocess
 

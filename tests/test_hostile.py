@@ -251,7 +251,7 @@ def test_bad_option_values(args, expected):
 
 
 def test_huge_img_on_meta_allocates_nothing_and_stays_exact():
-    from flopscope.profile import profile
+    from flopscope.report import profile
 
     small = profile("yolov5s", img=640)
     k = 1562  # 640 * 1562 = 999680, a multiple of the stride, within the 1000000 cap
@@ -302,7 +302,7 @@ def test_fallback_counting_refuses_big_cpu_forward():
 def test_real_forward_refuses_sizes_that_do_not_fit():
     """`check` / `bench` estimate the activation memory of a real forward first and say so."""
     from flopscope.memory import check_fits, estimate_bytes
-    from flopscope.profile import profile
+    from flopscope.report import profile
 
     report = profile("yolov5s", img=100_000)
     assert estimate_bytes(report) > 1 << 40

@@ -7,7 +7,7 @@ import typer
 
 from ..cli import app, command
 from ..options import BATCH, FUSE, IMG, NC
-from ..profile import profile
+from ..report import profile
 from ..output import CSV, HTML, JSON, MD, Outputs
 from ..render import print_report
 

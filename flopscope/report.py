@@ -1,11 +1,15 @@
 """``profile()``: a model's per-layer record (params, shapes, MACs by kind, element-wise FLOPs).
 
+(Named ``report`` so that ``flopscope.profile`` is only the function.)  Configs and our built models
+are counted here; any other ``nn.Module`` by :mod:`flopscope.modelreport`.
+
 The record is plain data; :mod:`flopscope.render` turns the same record into a rich table,
 JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rename)::
 
     {"model", "img": [H, W], "batch",
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
-                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops"}],
+                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops",
+                 "channel_rule": {"name", "source"}}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
      "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused"}
 """
@@ -25,6 +29,7 @@ from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.pars
 from .fuse import fused_copy, is_fused
 from .rules import thop_macs
 from .scaling import proportional_when_doubled
+from .tracer import NOT_COUNTED
 
 UNITS = units.pick(
     ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops", "fused")
@@ -45,6 +50,8 @@ class LayerRecord:
     counted_by: str
     model_info_flops: float | None = None
     terms: list = field(default_factory=list, repr=False)
+    notes: list = field(default_factory=list, repr=False)  # typed notes (flopscope.tracer.Note) behind counted_by
+    channel_rule: dict | None = None  # {"name", "source"}: which rule built the row and where it came from
 
     @property
     def macs(self) -> int:
@@ -60,7 +67,7 @@ class LayerRecord:
             "out_shape": jsonable(self.out_shape), "params": self.params, "macs": self.macs, "flops": self.flops,
             "elementwise_flops": self.elementwise_flops, "linear_in_hw": self.linear_in_hw,
             "counted_by": self.counted_by, "macs_by_kind": dict(self.macs_by_kind),
-            "model_info_flops": self.model_info_flops,
+            "model_info_flops": self.model_info_flops, "channel_rule": self.channel_rule,
         }
 
 
@@ -148,19 +155,52 @@ def _layer_costs(model, batch, hw):
     return count_layers(model, (batch, model.ch, hw[0], hw[1]))
 
 
-def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False, train: bool = False,
-            freeze: int = 0, amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
-    """Count a model (config name / path / dict, or a built :class:`DetectionModel`).
+ACCEPTED = ("profile() takes a bundled config name, a YAML path, a config dict, a built DetectionModel or any "
+            "torch.nn.Module")
 
-    ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
-    first, never changed).  ``train=True`` adds the training cost (:func:`flopscope.train.train_profile`:
-    backward MACs, activation memory; ``freeze`` / ``amp`` / ``optimizer`` / ``gpu_mem``)."""
+
+def _check_batch(batch) -> None:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise FlopscopeError(f"--batch must be a positive integer, got {batch!r}")
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
-    model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
-    notes: list[str] = []
+
+
+def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, inputs=None,
+            depth: int = 1, fuse: bool = False, train: bool = False, freeze: int = 0, amp: bool = False,
+            optimizer: str = "sgd", gpu_mem=None) -> Report:
+    """Count a model: a config (bundled name, YAML path, dict), a built :class:`DetectionModel`, or
+    any ``nn.Module`` on any device (a meta copy is counted; the module is left untouched).
+
+    For a module, ``inputs`` may be a shape ``(1, 3, 640, 640)``, a list of shapes (one per
+    positional input), example tensors, or a dict of keyword inputs (tensors or shapes); without
+    it, ``img`` and ``batch`` make a ``(batch, C, H, W)`` image, C from the module's first conv.
+    A YOLO-style model object (a ``.model`` sequence of layers carrying ``.f`` and ``.i``) gets the
+    per-row report of a config; any other module a per-module tree down to ``depth``.  Registered
+    formulas count the classes they are registered for, the op-level counter everything else.
+
+    ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
+    first, never changed).  ``train=True`` adds the training cost (:func:`flopscope.train.train_profile`:
+    backward MACs, activation memory; ``freeze`` / ``amp`` / ``optimizer`` / ``gpu_mem``).
+    """
+    _check_batch(batch)
+    extra = dict(fuse=fuse, train=train, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
+    if isinstance(cfg_or_module, DetectionModel):
+        return _profile_built(cfg_or_module, img, batch, **extra)
+    if isinstance(cfg_or_module, nn.Module):
+        from .modelreport import profile_module
+
+        return profile_module(cfg_or_module, img=img, batch=batch, inputs=inputs, depth=depth)
+    from .config import ModelConfig
+
+    if not isinstance(cfg_or_module, (str, dict, ModelConfig)) and not hasattr(cfg_or_module, "__fspath__"):
+        raise FlopscopeError(f"{ACCEPTED}; got {type(cfg_or_module).__name__}")
+    return _profile_built(build_model(cfg_or_module, nc=nc), img, batch, **extra)
+
+
+def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = False, freeze: int = 0,
+                   amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
+    notes: list[str] = list(getattr(model, "fork_notes", []))
     if fuse and not is_fused(model):
         model = fused_copy(model)
     if is_fused(model):
@@ -174,16 +214,13 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse:
     records = []
     for k, (info, lc) in enumerate(zip(model.layers, layers)):
         m = model.model[k]
-        linear = None
-        if doubled is not None:
-            a = lc.cost.macs() + lc.cost.elementwise_flops
-            b = doubled[k].cost.macs() + doubled[k].cost.elementwise_flops
-            linear = proportional_when_doubled(a, b)
         records.append(LayerRecord(
             info.index, info.f, info.n, info.module, info.args, lc.out_shape,
-            sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops, linear,
+            sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops,
+            linear_in_hw(lc, doubled[k] if doubled is not None else None),
             lc.counted_by, 2 * thop_macs(probed[k].cost.terms) * scale if probed is not None else None,
-            lc.cost.terms))
+            lc.cost.terms, list(lc.notes), rule_record(info)))
+    notes.extend(replacement_notes(model))
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
@@ -196,8 +233,57 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, fuse:
         tr = train_profile(model, hw, batch, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
     elif freeze or amp or gpu_mem is not None:
         raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
+    notes.extend(not_counted_totals(records))
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
                   fused=is_fused(model), train=tr)
+
+
+def linear_in_hw(lc, doubled) -> bool | None:
+    """Whether a row's cost quadruples when H and W double (None when the doubled size did not run)."""
+    if doubled is None:
+        return None
+    a = lc.cost.macs() + lc.cost.elementwise_flops
+    return proportional_when_doubled(a, doubled.cost.macs() + doubled.cost.elementwise_flops)
+
+
+def not_counted_totals(records) -> list[str]:
+    """The totals' note listing every op without a rule, over all rows ("not counted: aten.foo x3")."""
+    from collections import Counter
+
+    total: Counter = Counter()
+    for r in records:
+        for n in r.notes:
+            if getattr(n, "kind", None) == NOT_COUNTED:
+                total.update(n.data)
+    from .opcount import not_counted_note
+
+    note = not_counted_note(total)
+    return [f"{note} (op-level counter: ops without a rule; their work is missing from the figures)"] if note else []
+
+
+def rule_record(info) -> dict | None:
+    """``{"name", "source"}`` of the channel rule that built a row (``source`` 'built-in' for the zoo)."""
+    spec = getattr(info, "spec", None)
+    if spec is None:
+        return None
+    source = getattr(info, "rule_source", None) or spec.rule_source or (
+        "built-in" if spec.origin in ("flopscope", "torch") else "register()")
+    return {"name": spec.channels.name, "source": source}
+
+
+def replacement_notes(model) -> list[str]:
+    """One note per plugin class that replaced a registered module of the same name in this run."""
+    out, seen = [], set()
+    for info in model.layers:
+        spec = getattr(info, "spec", None)
+        old = getattr(spec, "replaces", None)
+        if old is None or spec.name in seen:
+            continue
+        seen.add(spec.name)
+        kind = "built-in" if old.origin in ("flopscope", "torch") else f"plugin {old.origin}"
+        out.append(f"{spec.name}: built from your class ({spec.where}), which replaces the {kind} {spec.name} "
+                   f"({old.where}) in this run; the {kind} is '{spec.replaced_as}'")
+    return out
 
 
 def _safe(fn):
