@@ -296,7 +296,7 @@ def _consumers(model) -> Counter:
 
 def _count(model, batch: int, hw, amp: bool):
     """Per layer: (forward counter, backward counter, saved storages first seen there, trainable/frozen)."""
-    from .engine import _inputs
+    from .engine import layer_inputs
 
     params = {id(p) for p in model.parameters()} | {id(b) for b in model.buffers()}
     param_storages = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
@@ -307,7 +307,7 @@ def _count(model, batch: int, hw, amp: bool):
     out_layers = []
     consumers = _consumers(model)
     for m, info in zip(model.model, model.layers):
-        xin = _inputs(info.f, x, y)
+        xin = layer_inputs(info.f, x, y)
         saved_here = [0]
 
         def pack(t):
