@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .dialects import detect_dialect, get_dialect
 from .errors import ConfigError, FlopscopeError, suggestion
 
 # Plausibility limits: a config beyond them is refused with a clear error instead of building
@@ -81,6 +82,19 @@ def resolve(cfg: str | Path) -> tuple[str, str, str]:
         f = resources.files("flopscope.yamls") / f"{stem}.yaml"
         if f.is_file():
             return stem, f"{stem}.yaml (bundled)", f.read_text(encoding="utf-8")
+    # Ultralytics model names: yolo11n -> yolo11.yaml (the scale comes from the name), yolov8n6 -> yolov8-p6
+    from .dialects.ultralytics import p6_name, unified_name
+
+    unified = unified_name(stem)
+    if unified != stem:
+        if len(p.parts) > 1:
+            alt = p.with_name(unified + (p.suffix if p.suffix in (".yaml", ".yml") else ".yaml"))
+            if alt.is_file():
+                name, _, text = resolve(alt)
+                return p6_name(stem), str(alt), text
+        f = resources.files("flopscope.yamls") / f"{unified}.yaml"
+        if f.is_file():
+            return p6_name(stem), f"{unified}.yaml (bundled)", f.read_text(encoding="utf-8")
     raise ConfigError(f"no such file, and no bundled config of that name{suggestion(stem, bundled_names())}", file=s)
 
 
@@ -115,13 +129,21 @@ class ModelConfig:
     activation: str | None
     rows: list[LayerRow] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    dialect: str = "yolov5"  # see flopscope.dialects
+    scale: str = ""  # Ultralytics: the scales: row used ('' when none)
+    max_channels: float = float("inf")
+    extra: dict = field(default_factory=dict)  # dialect keys read by heads (reg_max, end2end, kpt_shape)
+    notes: list = field(default_factory=list)  # how the config was read (e.g. an assumed scale)
 
     @property
     def na(self) -> int:
+        if self.anchors is None:
+            return 0
         return len(self.anchors[0]) // 2 if isinstance(self.anchors, list) else self.anchors
 
 
-def load(cfg: str | Path | dict, nc: int | None = None) -> ModelConfig:
+def load(cfg: str | Path | dict, nc: int | None = None, dialect: str | None = None,
+         scale: str | None = None) -> ModelConfig:
     if isinstance(cfg, dict):
         name, file, data = str(cfg.get("name", "model")), "<dict>", cfg
     else:
@@ -139,7 +161,7 @@ def load(cfg: str | Path | dict, nc: int | None = None) -> ModelConfig:
         except (RecursionError, MemoryError):
             raise ConfigError(f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)", file=file) from None
     check_size(data, file)
-    return validate(data, name, file, nc)
+    return validate(data, name, file, nc, dialect, scale)
 
 
 def check_size(data, file: str) -> None:
@@ -179,7 +201,9 @@ def _number(data, key, file, default=None, positive=True):
     return v
 
 
-def validate(data, name: str, file: str, nc_override: int | None = None) -> ModelConfig:
+def validate(data, name: str, file: str, nc_override: int | None = None, dialect: str | None = None,
+             scale: str | None = None) -> ModelConfig:
+    """Check a config mapping in its dialect (detected from its keys unless ``dialect`` is given)."""
     if data is None:
         raise _err("empty config", file)
     if not isinstance(data, dict):
@@ -192,26 +216,16 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
         nc = data.get("nc", 80)
     if isinstance(nc, bool) or not isinstance(nc, int) or nc <= 0 or nc > 100_000:
         raise _err(f"must be a positive integer (at most 100000), got {show(nc)}", file, field="nc")
-    gd = _number(data, "depth_multiple", file, 1.0)
-    gw = _number(data, "width_multiple", file, 1.0)
-    if gd > 100 or gw > 100:
-        raise _err("multiples above 100 are not plausible", file, field="depth_multiple" if gd > 100 else "width_multiple")
-    ch = data.get("ch", 3)
+    d = get_dialect(dialect) if dialect else detect_dialect(data)
+    d.check_keys(data, file)
+    sc = d.scaling(data, file, scale, name)
+    gd, gw = sc["depth_multiple"], sc["width_multiple"]
+    ch = data.get("ch", data.get("channels", 3))
+    field_ch = "ch" if "ch" in data or "channels" not in data else "channels"
     if isinstance(ch, bool) or not isinstance(ch, int) or not 0 < ch <= 4096:
-        raise _err(f"must be a positive integer (at most 4096), got {show(ch)}", file, field="ch")
-    anchors = data.get("anchors", 3)
-    if isinstance(anchors, bool) or not isinstance(anchors, (int, list)):
-        raise _err(f"must be a list of per-level anchor lists or an int, got {show(anchors)}", file, field="anchors")
-    if isinstance(anchors, int):
-        if not 0 < anchors <= 100:
-            raise _err(f"must be between 1 and 100 anchors per level, got {anchors}", file, field="anchors")
-    else:
-        if not anchors or not all(isinstance(a, list) and a and len(a) % 2 == 0 and
-                                  all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a)
-                                  for a in anchors):
-            raise _err("each level must be a non-empty list of w,h pairs of numbers", file, field="anchors")
-        if len(anchors) > 16 or any(len(a) > 200 for a in anchors):
-            raise _err("at most 16 levels of at most 100 anchors each", file, field="anchors")
+        raise _err(f"must be a positive integer (at most 4096), got {show(ch)}", file, field=field_ch)
+    anchors = d.anchors(data, file) if hasattr(d, "anchors") else None
+    extra = d.read_extra(data, file) if hasattr(d, "read_extra") else {}
     act = data.get("activation")
     if act is not None and not isinstance(act, str):
         raise _err(f"must be a string such as nn.LeakyReLU(0.1), got {show(act)}", file, field="activation")
@@ -240,7 +254,8 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
             rows.append(r)
     if not rows:
         raise _err("no layers", file, field="backbone")
-    return ModelConfig(name, file, nc, gd, gw, anchors, ch, act, rows, data)
+    return ModelConfig(name, file, nc, gd, gw, anchors, ch, act, rows, data, dialect=d.name, scale=sc["scale"],
+                       max_channels=sc["max_channels"], extra=extra, notes=list(sc["notes"]))
 
 
 def _row(row, i, section, file) -> LayerRow:
@@ -275,9 +290,10 @@ def _row(row, i, section, file) -> LayerRow:
     return LayerRow(i, f, n, m, args, section)
 
 
-def resolve_args(args: list, nc: int, anchors, file: str, index: int) -> list:
+def resolve_args(args: list, nc: int, anchors, file: str, index: int, symbols: dict | None = None) -> list:
     """Substitute the symbols and parse literal strings; never evaluate."""
-    symbols = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
+    if symbols is None:
+        symbols = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
     out = []
     for a in args:
         if isinstance(a, str):
@@ -315,6 +331,9 @@ def parse_activation(text: str, file: str):
         func = node.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "nn":
             name = func.attr
+        elif (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and func.value.attr == "nn"
+              and isinstance(func.value.value, ast.Name) and func.value.value.id == "torch"):
+            name = func.attr  # torch.nn.ReLU() (Ultralytics configs)
         elif isinstance(func, ast.Name):
             name = func.id
     if name not in _ACTS:
