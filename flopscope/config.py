@@ -145,7 +145,8 @@ class ModelConfig:
 def load(cfg: str | Path | dict, nc: int | None = None, dialect: str | None = None,
          scale: str | None = None) -> ModelConfig:
     if isinstance(cfg, dict):
-        name, file, data = str(cfg.get("name", "model")), "<dict>", cfg
+        name, file = str(cfg.get("name", "model")), "<dict>"
+        data = {k: v for k, v in cfg.items() if k != "name"}  # a dict config may carry its model name
     else:
         name, file, text = resolve(cfg)
         try:
