@@ -95,6 +95,15 @@ def resolve(cfg: str | Path) -> tuple[str, str, str]:
         f = resources.files("flopscope.yamls") / f"{unified}.yaml"
         if f.is_file():
             return p6_name(stem), f"{unified}.yaml (bundled)", f.read_text(encoding="utf-8")
+    if len(p.parts) == 1 and stem.endswith("u") and len(stem) > 1:
+        # ultralytics' hub names of the anchor-free v3/v5 re-trainings: yolov3u, yolov3-tinyu -> yolov3, yolov3-tiny
+        base = stem[:-1]
+        for cand in (base, unified_name(base)):
+            f = resources.files("flopscope.yamls") / f"{cand}.yaml"
+            if f.is_file():
+                text = f.read_text(encoding="utf-8")
+                if "anchors:" not in text:  # never a YOLOv5-dialect config under an ultralytics 'u' name
+                    return stem, f"{cand}.yaml (bundled)", text
     raise ConfigError(f"no such file, and no bundled config of that name{suggestion(stem, bundled_names())}", file=s)
 
 

@@ -450,3 +450,19 @@ def zeropad_cost(m, t, x):
 __all__ = ["Attention", "C2", "C2PSA", "C2fCIB", "C3k", "C3k2", "CIB", "ConvTranspose", "DFL", "PSA", "PSABlock",
            "Proto", "RepVGGDW", "SCDown", "SPPF_UL", "autopad", "bottleneck_cost", "check_channels", "conv_cost",
            "ShapeError"]
+
+
+# -- configs that need torchvision -----------------------------------------------------------
+@custom("torchvision", "refused: the TorchVision wrapper loads a torchvision model, which flopscope never depends on")
+def _torchvision_rule(row):
+    name = row.args[1] if len(row.args) > 1 else "?"
+    raise row.error(f"TorchVision({name!s}) wraps a torchvision model; flopscope does not depend on torchvision -- "
+                    f"write the backbone with native rows (e.g. ResNetLayer, as yolov8-cls-resnet50) instead", "module")
+
+
+@register("TorchVision", channels=_torchvision_rule, dialect=UL,
+          description="Ultralytics' torchvision-model wrapper: refused with a clear error (torchvision is never a "
+                      "dependency)")
+class TorchVision(nn.Module):
+    def __init__(self, *args, **kwargs):
+        raise ValueError("TorchVision needs torchvision")
