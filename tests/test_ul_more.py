@@ -40,6 +40,16 @@ def _first_models():
 FIRST = _first_models()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small real forwards: one intra-op thread (on a loaded 2-core machine torch's spinning threads made a 64 px
+    RT-DETR forward take 5 s instead of 0.07 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _fcm(module, *inputs):
     with torch.no_grad(), FlopCounterMode(display=False) as fcm:
         module(*inputs)
@@ -88,7 +98,7 @@ def test_rtdetr_real_forward_query_selection_at_small_images():
     """At 64 px there are 8x8 + 4x4 + 2x2 = 84 anchors (< 300 queries): k = 84, and the count follows the real
     forward (FlopCounterMode) of our own build."""
     torch.manual_seed(0)
-    m = build_model("rtdetr-l", device="cpu").eval()
+    m = build_model("yolov8n-rtdetr", device="cpu").eval()  # the smallest RT-DETR decoder config
     with torch.no_grad():
         y = m(torch.zeros(1, 3, 64, 64))
     assert tuple(y.shape) == (1, 300, 6)  # final top-300 over 84 queries x 80 classes
@@ -213,8 +223,7 @@ head:
 # model.info() prints ultralytics-thop 2.x's stride-aware figure; its emulation is another piece of work (the
 # thop 0.1 rules of the YOLOv5 dialect count BatchNorm, attention and the decoder differently)
 @pytest.mark.xfail(reason="ultralytics-thop 2.x model_info emulation not on this branch yet", strict=False)
-@pytest.mark.parametrize("name,rec", FIRST[:4] + FIRST[7:8] + FIRST[12:13], ids=lambda v: v if isinstance(v, str)
-                         else "")
+@pytest.mark.parametrize("name,rec", [FIRST[0], FIRST[7], FIRST[12]], ids=["yolov9t", "yolo12n", "rtdetr-l"])
 def test_model_info_equals_recorded(name, rec):
     r = flopscope.profile(name, img=640)
     assert f"{r.model_info_gflops:.1f}" == f"{rec['info']['640']['gflops']:.1f}"
