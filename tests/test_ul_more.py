@@ -63,11 +63,15 @@ def _ours(module, *shapes):
 
 
 @pytest.mark.parametrize("name,rec", FIRST, ids=[n for n, _ in FIRST])
-def test_output_shapes_equal_the_real_model(name, rec):
-    """Every non-head layer's output shape at the recorded size = the real model's (hooks on model.model[i])."""
+def test_layers_equal_the_real_model(name, rec):
+    """First model of every family at 128 px: per layer, params = sum(numel) of the real model.model[i], FLOPs
+    (2 x conv/linear/matmul MACs) = FlopCounterMode on the real model's eval forward, and every non-head output
+    shape = the real one (hooks on model.model[i])."""
     m = build_model(name)
-    img = 128
-    layers = count_layers(m, (1, 3, img, img))
+    layers = count_layers(m, (1, 3, 128, 128))
+    assert len(layers) == len(rec["layers"])
+    assert [sum(p.numel() for p in layer.parameters()) for layer in m.model] == [r["params"] for r in rec["layers"]]
+    assert [2 * lc.cost.macs() for lc in layers] == [r["flops"] for r in rec["layers"]]
     checked = 0
     for lc, r in zip(layers, rec["layers"]):
         want = r["out"]
