@@ -8,6 +8,8 @@ be plain words (``'nearest'``, ``'concat'``) or Python literals (``'[5, 9, 13]'`
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -98,7 +100,9 @@ def resolve(cfg: str | Path) -> tuple[str, str, str]:
     if len(p.parts) == 1 and stem.endswith("u") and len(stem) > 1:
         # ultralytics' hub names of the anchor-free v3/v5 re-trainings: yolov3u, yolov3-tinyu -> yolov3, yolov3-tiny
         base = stem[:-1]
-        for cand in (base, unified_name(base)):
+        import re as _re
+
+        for cand in (base, unified_name(base), _re.sub(r"^(yolov\d+)[nslmx]?", r"\1u", base)):  # yolov5n-p6u -> yolov5u-p6
             f = resources.files("flopscope.yamls") / f"{cand}.yaml"
             if f.is_file():
                 text = f.read_text(encoding="utf-8")
@@ -151,8 +155,30 @@ class ModelConfig:
         return len(self.anchors[0]) // 2 if isinstance(self.anchors, list) else self.anchors
 
 
+_READING: contextvars.ContextVar = contextvars.ContextVar("flopscope_reading", default={})
+
+
+@contextlib.contextmanager
+def reading(dialect: str | None = None, scale: str | None = None):
+    """Defaults for every config loaded inside (the CLI's ``--dialect`` / ``--scale``)."""
+    if dialect is not None:
+        get_dialect(dialect)  # an unknown name is an error now, with a suggestion
+    if scale is not None and (not isinstance(scale, str) or not scale or len(scale) > 40):
+        raise FlopscopeError(f"--scale must be a scale name such as n, s, m, l, x, got {show(scale)}")
+    token = _READING.set({"dialect": dialect, "scale": scale})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
 def load(cfg: str | Path | dict, nc: int | None = None, dialect: str | None = None,
          scale: str | None = None) -> ModelConfig:
+    """Read a config (bundled name, path or dict) in its dialect: detected from its keys unless ``dialect``
+    (or an enclosing :func:`reading`) names one; ``scale`` picks an Ultralytics ``scales:`` row."""
+    defaults = _READING.get()
+    dialect = dialect or defaults.get("dialect")
+    scale = scale or defaults.get("scale")
     if isinstance(cfg, dict):
         name, file = str(cfg.get("name", "model")), "<dict>"
         data = {k: v for k, v in cfg.items() if k != "name"}  # a dict config may carry its model name

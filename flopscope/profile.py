@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 
 from .builder import DetectionModel, build_model
+from .dialects import get_dialect
 from .config import show
 from .cost import MAC_KINDS
 from .engine import count_layers
@@ -171,12 +172,14 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
     if batch > MAX_BATCH:
         raise FlopscopeError(f"--batch {show(batch)} is not a plausible batch size (max {MAX_BATCH})")
     model = cfg_or_module if isinstance(cfg_or_module, DetectionModel) else build_model(cfg_or_module, nc=nc)
-    notes: list[str] = []
+    notes: list[str] = list(getattr(model.config, "notes", []))
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
-    probe = int(max(model.stride.max().item(), 32))
-    probed = _safe(lambda: _layer_costs(model, 1, (probe, probe)))
+    dialect = get_dialect(model.config.dialect)
+    probe = dialect.model_info_probe(model)
+    probed = _safe(lambda: _layer_costs(model, 1, (probe, probe))) if probe else None
+    probe = probe or int(max(model.stride.max().item(), 32))
     scale = hw[0] * hw[1] / probe ** 2
     records = []
     for k, (info, lc) in enumerate(zip(model.layers, layers)):
@@ -194,6 +197,8 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None) -> Re
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
+    elif dialect.model_info_note:
+        notes.append(dialect.model_info_note)
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)

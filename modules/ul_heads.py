@@ -42,6 +42,7 @@ def _levels(row):
 
 def _head_rule(width_arg: int | None = None):
     def rule(row):
+        row.require_int_arg(0, "nc")
         args = list(row.args)
         if width_arg is not None and len(args) > width_arg:
             args[width_arg] = row.width(args[width_arg])
@@ -404,6 +405,7 @@ formula(PoseUL, Pose26)(detect_ul_cost)
 # --------------------------------------------------------------------------------------------
 @custom("v10detect", "args = [nc, [ch[x] for x in from]] (always end-to-end, reg_max 16)")
 def _v10_rule(row):
+    row.require_int_arg(0, "nc")
     return [*row.args, _levels(row)], _levels(row), row.n
 
 

@@ -6,13 +6,14 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, IMG, NC
+from ..options import BATCH, IMG, NC, config_options
 from ..profile import profile
 from ..render import print_report, to_csv, to_json, to_markdown, write_output
 
 
 @app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json")
 @command
+@config_options
 def model_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
     img: str = IMG,

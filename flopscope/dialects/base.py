@@ -59,6 +59,13 @@ class Dialect:
     def initial_state(self, conf) -> dict:
         return {}
 
+    #: why the report has no ``model_info_gflops`` for this dialect ('' when it has one)
+    model_info_note = ""
+
+    def model_info_probe(self, model) -> int | None:
+        """Image size of the probe the dialect's own ``model_info`` runs (None: not emulated)."""
+        return int(max(model.stride.max().item(), 32))
+
     def strides(self, model, shapes, head_inputs, s: int):
         """Per-level strides of the head (a tensor) from a shape propagation at s x s."""
         raise NotImplementedError

@@ -135,6 +135,13 @@ class UltralyticsDialect(Dialect):
             raise err(f"must be [keypoints, dims], got {show(kpt)}", file, field="kpt_shape")
         return {"reg_max": reg_max, "end2end": end2end, "kpt_shape": kpt}
 
+    model_info_note = ("model_info_gflops: ultralytics' model.info() figure (ultralytics-thop 2.x, stride-aware) is not "
+                       "emulated yet (thop 0.1's rules differ on ConvTranspose2d, attention and more); the counted "
+                       "FLOPs above are FlopCounterMode-exact")
+
+    def model_info_probe(self, model):
+        return None
+
     def width(self, row, c2):
         return make_divisible(min(c2, row.max_channels) * row.gw, 8)
 
