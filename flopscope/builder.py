@@ -15,8 +15,9 @@ import torch.nn as nn
 
 from . import config as cfgmod
 from .channels import Row
+from .dialects import get_dialect
 from .errors import ConfigError, FlopscopeError
-from .registry import MODULES, ModuleSpec, RegistryError, load_zoo, lookup
+from .registry import ModuleSpec, RegistryError, all_specs, load_zoo, lookup
 
 
 @dataclass
@@ -82,7 +83,7 @@ def default_activation(act):
     if act is None:
         yield
         return
-    classes = {spec.cls for spec in MODULES.values() if "default_act" in vars(spec.cls)}
+    classes = {spec.cls for _, _, spec in all_specs() if "default_act" in vars(spec.cls)}
     saved = {c: c.default_act for c in classes}
     for c in classes:
         c.default_act = act
@@ -93,10 +94,13 @@ def default_activation(act):
             c.default_act = a
 
 
-def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta", fuse: bool = False) -> DetectionModel:
+def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta", fuse: bool = False,
+                dialect: str | None = None, scale: str | None = None) -> DetectionModel:
     """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`.
 
     ``fuse=True``: the model as the framework's own ``fuse()`` leaves it (:mod:`flopscope.fuse`).
+    ``dialect`` ('yolov5' / 'ultralytics') overrides the detected one; ``scale`` picks an Ultralytics
+    ``scales:`` row (default: from the model name, as ultralytics does).
 
     A YAML of a YOLOv5 fork (``--fork DIR``, or inside a checkout's ``models/``) is built by the
     fork's own code (:mod:`flopscope.fork`)."""
@@ -106,7 +110,7 @@ def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta",
     root = fork_for(cfg)
     if root is not None:
         return build_with_fork(root, cfg, nc=nc, device=device)
-    conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
+    conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc, dialect, scale)
     device = torch.device(device)
     def init_ctx():
         return skip_init() if device.type == "meta" else contextlib.nullcontext()
@@ -127,18 +131,22 @@ def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta",
 
 def _parse(conf: cfgmod.ModelConfig):
     gd, gw, nc = conf.depth_multiple, conf.width_multiple, conf.nc
-    no = conf.na * (nc + 5)
+    dialect = get_dialect(conf.dialect)
+    no = dialect.no(conf)
+    symbols = dialect.symbols(conf)
+    state = dialect.initial_state(conf)
     ch = [conf.ch]
     layers, save, info = [], [], []
     for r in conf.rows:
         i = r.index
         try:
-            spec = lookup(r.module)
+            spec = lookup(r.module, conf.dialect)
         except RegistryError as e:
             raise ConfigError(str(e), file=conf.file, layer=i, field="module") from None
-        args = cfgmod.resolve_args(r.args, nc, conf.anchors, conf.file, i)
+        args = cfgmod.resolve_args(r.args, nc, conf.anchors, conf.file, i, symbols)
         n = max(round(r.n * gd), 1) if r.n > 1 else r.n
-        row = Row(i, r.f, n, args, ch, gw, nc, no, conf.file)
+        row = Row(i, r.f, n, args, ch, gw, nc, no, conf.file, gd=gd, max_channels=conf.max_channels,
+                  dialect=conf.dialect, scale=conf.scale, state=state)
         try:
             args, c2, n_seq = spec.channels(row)
         except ConfigError:
@@ -240,26 +248,9 @@ def set_strides(model: DetectionModel, s: int = 256) -> None:
     except FlopscopeError:
         return  # reported properly when the model is counted at the requested size
     try:
-        stride = _strides(model, shapes, head_inputs, s)
+        stride = get_dialect(model.config.dialect).strides(model, shapes, head_inputs, s)
+        if not bool(torch.isfinite(stride).all()) or not bool((stride > 0).all()):
+            raise ValueError("stride")
     except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError):
         return  # odd output shapes: keep the default stride; counting reports real problems
     model.stride = stride
-
-
-def _strides(model, shapes, head_inputs, s):
-    head = model.model[-1]
-    if head_inputs is not None and hasattr(head, "anchors") and isinstance(head_inputs, list):
-        levels = head_inputs[: getattr(head, "nl", len(head_inputs))]  # an aux head's extra inputs follow its nl levels
-        stride = torch.tensor([s / x[-2] for x in levels], device="cpu")
-        if len(stride) == len(head.anchors) and bool(torch.isfinite(stride).all()) and bool((stride > 0).all()):
-            head.stride = stride
-            with torch.no_grad():
-                if head.anchors.device.type != "meta":
-                    head.anchors /= stride.view(-1, 1, 1).to(head.anchors.device)
-    else:
-        last = shapes[-1]
-        last = last[0] if isinstance(last, (tuple, list)) and last and isinstance(last[0], (tuple, list)) else last
-        stride = torch.tensor([s / last[-2]] if isinstance(last, tuple) and len(last) == 4 else [32.0], device="cpu")
-    if not bool(torch.isfinite(stride).all()) or not bool((stride > 0).all()):
-        raise ValueError("stride")
-    return stride

@@ -4,12 +4,23 @@ This replaces YOLOv5 ``parse_model``'s if/elif chain: every registered module na
 A rule receives a :class:`Row` and returns ``(args, c2, n)`` -- constructor args, output
 channels (an int, or a list for multi-output modules) and the repeat count used to wrap the
 module in ``nn.Sequential`` (repeatable blocks take ``n`` as an argument and return 1).
+
+The row carries the dialect's context (channel-rule signature, shared by every dialect):
+
+* ``row.n``: repeats after the depth gain (both dialects: ``max(round(n * depth), 1) if n > 1``);
+* ``row.gw`` / ``row.gd``: width / depth gain (from ``width_multiple`` or the chosen ``scales:`` row);
+* ``row.max_channels``: the scale's channel cap (``inf`` in YOLOv5 configs);
+* ``row.nc``; ``row.no`` (YOLOv5 only: ``na * (nc + 5)``, the one output width that is never scaled);
+* ``row.dialect`` (name), ``row.scale`` (``'n'`` ... or ``''``) and ``row.state`` (a dict of the
+  dialect's build state, e.g. Ultralytics' ``legacy``, ``reg_max``, ``end2end``, ``kpt_shape``);
+* ``row.width(c)``: the dialect's output-channel rule -- YOLOv5 ``make_divisible(c * gw, 8)``
+  (``c == no`` unscaled), Ultralytics ``make_divisible(min(c, max_channels) * gw, 8)``.
 """
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import ConfigError
@@ -29,8 +40,23 @@ class Row:
     ch: list  # output channels of layers so far (ch[-1] = previous layer)
     gw: float
     nc: int
-    no: int  # detection outputs per anchor-level: na * (nc + 5)
+    no: int  # YOLOv5: detection outputs per anchor-level, na * (nc + 5); 0 in other dialects
     file: str | None = None
+    gd: float = 1.0
+    max_channels: float = math.inf
+    dialect: str = "yolov5"
+    scale: str = ""
+    state: dict = field(default_factory=dict)
+
+    def width(self, c2: int) -> int:
+        """Output channels after the dialect's width rule."""
+        from .dialects import get_dialect
+
+        return get_dialect(self.dialect).width(self, c2)
+
+    def inputs(self) -> list:
+        """``from`` as a list."""
+        return self.f if isinstance(self.f, list) else [self.f]
 
     def c_in(self, f=None) -> int:
         f = self.f if f is None else f
@@ -65,9 +91,7 @@ class ChannelRule:
 
 def _conv_like(row: Row, repeat: bool):
     c1 = row.c_in()
-    c2 = row.require_int_arg(0, "output channels")
-    if c2 != row.no:
-        c2 = make_divisible(c2 * row.gw, 8)
+    c2 = row.width(row.require_int_arg(0, "output channels"))
     args = [c1, c2, *row.args[1:]]
     n = row.n
     if repeat:
@@ -77,7 +101,8 @@ def _conv_like(row: Row, repeat: bool):
 
 
 conv_like = ChannelRule(
-    "conv", "c1 = ch[from]; c2 = make_divisible(args[0] * width_multiple, 8); args = [c1, c2, *args[1:]]",
+    "conv", "c1 = ch[from]; c2 = make_divisible(args[0] * width_multiple, 8) (Ultralytics: min(args[0], "
+            "max_channels) * width); args = [c1, c2, *args[1:]]",
     lambda row: _conv_like(row, repeat=False))
 
 conv_like_repeat = ChannelRule(

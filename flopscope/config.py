@@ -8,6 +8,8 @@ be plain words (``'nearest'``, ``'concat'``) or Python literals (``'[5, 9, 13]'`
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .dialects import detect_dialect, get_dialect
 from .errors import ConfigError, FlopscopeError, suggestion
 
 # Plausibility limits: a config beyond them is refused with a clear error instead of building
@@ -81,6 +84,30 @@ def resolve(cfg: str | Path) -> tuple[str, str, str]:
         f = resources.files("flopscope.yamls") / f"{stem}.yaml"
         if f.is_file():
             return stem, f"{stem}.yaml (bundled)", f.read_text(encoding="utf-8")
+    # Ultralytics model names: yolo11n -> yolo11.yaml (the scale comes from the name), yolov8n6 -> yolov8-p6
+    from .dialects.ultralytics import p6_name, unified_name
+
+    unified = unified_name(stem)
+    if unified != stem:
+        if len(p.parts) > 1:
+            alt = p.with_name(unified + (p.suffix if p.suffix in (".yaml", ".yml") else ".yaml"))
+            if alt.is_file():
+                name, _, text = resolve(alt)
+                return p6_name(stem), str(alt), text
+        f = resources.files("flopscope.yamls") / f"{unified}.yaml"
+        if f.is_file():
+            return p6_name(stem), f"{unified}.yaml (bundled)", f.read_text(encoding="utf-8")
+    if len(p.parts) == 1 and stem.endswith("u") and len(stem) > 1:
+        # ultralytics' hub names of the anchor-free v3/v5 re-trainings: yolov3u, yolov3-tinyu -> yolov3, yolov3-tiny
+        base = stem[:-1]
+        import re as _re
+
+        for cand in (base, unified_name(base), _re.sub(r"^(yolov\d+)[nslmx]?", r"\1u", base)):  # yolov5n-p6u -> yolov5u-p6
+            f = resources.files("flopscope.yamls") / f"{cand}.yaml"
+            if f.is_file():
+                text = f.read_text(encoding="utf-8")
+                if "anchors:" not in text:  # never a YOLOv5-dialect config under an ultralytics 'u' name
+                    return stem, f"{cand}.yaml (bundled)", text
     raise ConfigError(f"no such file, and no bundled config of that name{suggestion(stem, bundled_names())}", file=s)
 
 
@@ -115,15 +142,46 @@ class ModelConfig:
     activation: str | None
     rows: list[LayerRow] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    dialect: str = "yolov5"  # see flopscope.dialects
+    scale: str = ""  # Ultralytics: the scales: row used ('' when none)
+    max_channels: float = float("inf")
+    extra: dict = field(default_factory=dict)  # dialect keys read by heads (reg_max, end2end, kpt_shape)
+    notes: list = field(default_factory=list)  # how the config was read (e.g. an assumed scale)
 
     @property
     def na(self) -> int:
+        if self.anchors is None:
+            return 0
         return len(self.anchors[0]) // 2 if isinstance(self.anchors, list) else self.anchors
 
 
-def load(cfg: str | Path | dict, nc: int | None = None) -> ModelConfig:
+_READING: contextvars.ContextVar = contextvars.ContextVar("flopscope_reading", default={})
+
+
+@contextlib.contextmanager
+def reading(dialect: str | None = None, scale: str | None = None):
+    """Defaults for every config loaded inside (the CLI's ``--dialect`` / ``--scale``)."""
+    if dialect is not None:
+        get_dialect(dialect)  # an unknown name is an error now, with a suggestion
+    if scale is not None and (not isinstance(scale, str) or not scale or len(scale) > 40):
+        raise FlopscopeError(f"--scale must be a scale name such as n, s, m, l, x, got {show(scale)}")
+    token = _READING.set({"dialect": dialect, "scale": scale})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def load(cfg: str | Path | dict, nc: int | None = None, dialect: str | None = None,
+         scale: str | None = None) -> ModelConfig:
+    """Read a config (bundled name, path or dict) in its dialect: detected from its keys unless ``dialect``
+    (or an enclosing :func:`reading`) names one; ``scale`` picks an Ultralytics ``scales:`` row."""
+    defaults = _READING.get()
+    dialect = dialect or defaults.get("dialect")
+    scale = scale or defaults.get("scale")
     if isinstance(cfg, dict):
-        name, file, data = str(cfg.get("name", "model")), "<dict>", cfg
+        name, file = str(cfg.get("name", "model")), "<dict>"
+        data = {k: v for k, v in cfg.items() if k != "name"}  # a dict config may carry its model name
     else:
         name, file, text = resolve(cfg)
         try:
@@ -139,7 +197,7 @@ def load(cfg: str | Path | dict, nc: int | None = None) -> ModelConfig:
         except (RecursionError, MemoryError):
             raise ConfigError(f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)", file=file) from None
     check_size(data, file)
-    return validate(data, name, file, nc)
+    return validate(data, name, file, nc, dialect, scale)
 
 
 def check_size(data, file: str) -> None:
@@ -179,34 +237,13 @@ def _number(data, key, file, default=None, positive=True):
     return v
 
 
-#: the top-level keys of a YOLOv5-dialect config (what YOLOv5's models/yolo.py reads); any other key is an error,
-#: since a misspelt one (``depth_multipel:``) would otherwise be ignored and the model silently built at 1.0
-YOLOV5_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "ch", "activation")
-DICT_KEYS = ("name",)  # a config given as a dict may also name the model
-#: keys of other dialects, refused with a word on where they come from
-FOREIGN_KEYS = {"scales": "Ultralytics (YOLOv8 / YOLO11) model scales, not part of the YOLOv5 dialect",
-                "kpt_shape": "an Ultralytics pose-model key, not part of the YOLOv5 dialect"}
-
-
-def check_keys(data: dict, file: str) -> None:
-    """One-line error for a top-level key a YOLOv5-dialect config does not have, with the nearest known key."""
-    known = YOLOV5_KEYS + (DICT_KEYS if file == "<dict>" else ())
-    for key in data:
-        if key in known:
-            continue
-        label = (key if len(key) <= 80 else key[:77] + "...") if isinstance(key, str) else show(key)
-        if key in FOREIGN_KEYS:
-            raise _err(f"{FOREIGN_KEYS[key]}; a YOLOv5 config has {', '.join(YOLOV5_KEYS)}", file, field=label)
-        hint = suggestion(key, known) if isinstance(key, str) else ""
-        raise _err(f"unknown top-level key{hint}; a YOLOv5 config has {', '.join(YOLOV5_KEYS)}", file, field=label)
-
-
-def validate(data, name: str, file: str, nc_override: int | None = None) -> ModelConfig:
+def validate(data, name: str, file: str, nc_override: int | None = None, dialect: str | None = None,
+             scale: str | None = None) -> ModelConfig:
+    """Check a config mapping in its dialect (detected from its keys unless ``dialect`` is given)."""
     if data is None:
         raise _err("empty config", file)
     if not isinstance(data, dict):
         raise _err(f"a model config is a mapping with backbone/head sections, got {type(data).__name__}", file)
-    check_keys(data, file)
     if nc_override is not None:
         if isinstance(nc_override, bool) or not isinstance(nc_override, int) or not 0 < nc_override <= 100_000:
             raise FlopscopeError(f"--nc must be a positive integer (at most 100000), got {show(nc_override)}")
@@ -215,26 +252,16 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
         nc = data.get("nc", 80)
     if isinstance(nc, bool) or not isinstance(nc, int) or nc <= 0 or nc > 100_000:
         raise _err(f"must be a positive integer (at most 100000), got {show(nc)}", file, field="nc")
-    gd = _number(data, "depth_multiple", file, 1.0)
-    gw = _number(data, "width_multiple", file, 1.0)
-    if gd > 100 or gw > 100:
-        raise _err("multiples above 100 are not plausible", file, field="depth_multiple" if gd > 100 else "width_multiple")
-    ch = data.get("ch", 3)
+    d = get_dialect(dialect) if dialect else detect_dialect(data)
+    d.check_keys(data, file)
+    sc = d.scaling(data, file, scale, name)
+    gd, gw = sc["depth_multiple"], sc["width_multiple"]
+    ch = data.get("ch", data.get("channels", 3))
+    field_ch = "ch" if "ch" in data or "channels" not in data else "channels"
     if isinstance(ch, bool) or not isinstance(ch, int) or not 0 < ch <= 4096:
-        raise _err(f"must be a positive integer (at most 4096), got {show(ch)}", file, field="ch")
-    anchors = data.get("anchors", 3)
-    if isinstance(anchors, bool) or not isinstance(anchors, (int, list)):
-        raise _err(f"must be a list of per-level anchor lists or an int, got {show(anchors)}", file, field="anchors")
-    if isinstance(anchors, int):
-        if not 0 < anchors <= 100:
-            raise _err(f"must be between 1 and 100 anchors per level, got {anchors}", file, field="anchors")
-    else:
-        if not anchors or not all(isinstance(a, list) and a and len(a) % 2 == 0 and
-                                  all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a)
-                                  for a in anchors):
-            raise _err("each level must be a non-empty list of w,h pairs of numbers", file, field="anchors")
-        if len(anchors) > 16 or any(len(a) > 200 for a in anchors):
-            raise _err("at most 16 levels of at most 100 anchors each", file, field="anchors")
+        raise _err(f"must be a positive integer (at most 4096), got {show(ch)}", file, field=field_ch)
+    anchors = d.anchors(data, file) if hasattr(d, "anchors") else None
+    extra = d.read_extra(data, file) if hasattr(d, "read_extra") else {}
     act = data.get("activation")
     if act is not None and not isinstance(act, str):
         raise _err(f"must be a string such as nn.LeakyReLU(0.1), got {show(act)}", file, field="activation")
@@ -263,7 +290,8 @@ def validate(data, name: str, file: str, nc_override: int | None = None) -> Mode
             rows.append(r)
     if not rows:
         raise _err("no layers", file, field="backbone")
-    return ModelConfig(name, file, nc, gd, gw, anchors, ch, act, rows, data)
+    return ModelConfig(name, file, nc, gd, gw, anchors, ch, act, rows, data, dialect=d.name, scale=sc["scale"],
+                       max_channels=sc["max_channels"], extra=extra, notes=list(sc["notes"]))
 
 
 def _row(row, i, section, file) -> LayerRow:
@@ -298,9 +326,10 @@ def _row(row, i, section, file) -> LayerRow:
     return LayerRow(i, f, n, m, args, section)
 
 
-def resolve_args(args: list, nc: int, anchors, file: str, index: int) -> list:
+def resolve_args(args: list, nc: int, anchors, file: str, index: int, symbols: dict | None = None) -> list:
     """Substitute the symbols and parse literal strings; never evaluate."""
-    symbols = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
+    if symbols is None:
+        symbols = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
     out = []
     for a in args:
         if isinstance(a, str):
@@ -338,6 +367,9 @@ def parse_activation(text: str, file: str):
         func = node.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "nn":
             name = func.attr
+        elif (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and func.value.attr == "nn"
+              and isinstance(func.value.value, ast.Name) and func.value.value.id == "torch"):
+            name = func.attr  # torch.nn.ReLU() (Ultralytics configs)
         elif isinstance(func, ast.Name):
             name = func.id
     if name not in _ACTS:

@@ -47,8 +47,8 @@ from .scaling import (  # noqa: F401  (re-exported: the fitting lived here)
 from .shapes import ShapeError
 from .tracer import BUILT_ON_CPU_NOTE, Tracer
 
-CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
-LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
+CONV_RULES = ("conv", "conv+n", "c3k2", "c2fcib", "sppf")  # rules whose first YAML argument is the output channels
+LIST_INPUT_RULES = ("concat", "detect", "segment", "ul-detect", "ul-segment", "v10detect")  # take a list of inputs
 MAX_CHANNELS = 1_000_000
 
 UNITS = units.pick(
@@ -64,6 +64,22 @@ class _LayerRow(Row):
 
     def error(self, message: str, field: str = "args") -> ConfigError:
         return ConfigError(f"{self.module} (args {self.args!r}): {message}")
+
+
+def _layer_dialect(name: str) -> str:
+    """The name space a module name is looked up in: ``--dialect`` if given, else the common (YOLOv5) one, else the
+    one dialect that has the name (``C3k2`` -> ultralytics)."""
+    from .config import _READING
+    from .registry import COMMON, SPACES, load_zoo
+
+    load_zoo()
+    chosen = _READING.get().get("dialect")
+    if chosen:
+        return chosen
+    if name in SPACES[COMMON]:
+        return COMMON
+    owners = [d for d, sp in SPACES.items() if name in sp]
+    return owners[0] if len(owners) == 1 else COMMON
 
 
 def is_conv_rule(rule) -> bool:
@@ -97,7 +113,8 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
 
     if not isinstance(name, str) or not name:
         raise FlopscopeError(f"module name must be a non-empty string, got {name!r}")
-    spec = lookup(name)
+    dialect = _layer_dialect(name)
+    spec = lookup(name, dialect)
     c1 = _check_int(c1, "c1 (input channels)")
     if c2 is not None:
         c2 = _check_int(c2, "c2 (output channels)")
@@ -112,8 +129,11 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     notes: list[str] = []
     conv = is_conv_rule(rule)
     yaml_args = [c1 if c2 is None else c2, *args] if conv else list(args)
+    from .config import _READING
+
     f = [-1] * rule.inputs if rule.inputs else -1  # a module that fuses k inputs gets k inputs of c1 channels
-    row = _LayerRow(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85, None, module=name)
+    row = _LayerRow(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85 if dialect == "yolov5" else 0, None,
+                    dialect=dialect, scale=_READING.get().get("scale") or "", module=name)
     try:
         ctor_args, c2_out, n_seq = rule(row)
     except FlopscopeError as e:

@@ -280,7 +280,9 @@ class ModuleList:
         families: dict[str, list[str]] = {}
         rules: dict[str, str] = {}
         for r in self.records:
-            families.setdefault(r["family"], []).append(r["name"])
+            names = families.setdefault(r["family"], [])
+            if r["name"] not in names:  # one name may live in two dialects' name spaces
+                names.append(r["name"])
             rules.setdefault(r["channel_rule"]["name"], r["channel_rule"]["description"])
         return {"modules": self.records, "families": families, "channel_rules": rules}
 

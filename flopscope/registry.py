@@ -1,5 +1,25 @@
 """Registries: YAML module names -> :class:`ModuleSpec`, and module classes -> cost formulas.
 
+Dialect name spaces (API note)
+------------------------------
+Every YAML dialect (``flopscope.dialects``) resolves module names in its own name space::
+
+    @register("C3k2", channels=c3k2_rule, dialect="ultralytics")   # only ultralytics configs see it
+    class C3k2(nn.Module): ...
+
+    @register("Conv", channels=conv_like)                          # default dialect "yolov5": the common space
+    class Conv(nn.Module): ...
+
+    lookup("Detect")                         # -> YOLOv5's anchor-based Detect
+    lookup("Detect", dialect="ultralytics")  # -> the anchor-free Detect registered for ultralytics
+    lookup("Conv", dialect="ultralytics")    # -> falls back to the common (yolov5) space
+
+* ``dialect="yolov5"`` (the default) is the common space: ``MODULES``.  Its names are visible to every
+  other dialect unless that dialect registers the same name itself (``Detect``, ``Segment`` ...).
+* another dialect's names live in ``SPACES[dialect]`` and are invisible to YOLOv5 configs.
+* ``@formula(Cls)`` is unchanged: formulas are keyed by class, whatever the name space.
+* ``ModuleSpec.dialect`` says which space a spec belongs to (``flopscope list`` shows it).
+
 Both are filled by decorators placed next to the module they describe (``modules/*.py`` and
 users' plugin files go through the same path)::
 
@@ -37,6 +57,7 @@ class ModuleSpec:
     description: str = ""
     origin: str = "flopscope"  # 'flopscope', 'torch' or a plugin file path
     inferred: bool = False  # channel rule guessed for a plugin class without one
+    dialect: str = "yolov5"  # the name space: 'yolov5' (common, visible to all dialects) or another dialect
     rule_source: str = ""  # where the channel rule came from ('' = the module's own registration)
     replaces: "ModuleSpec | None" = None  # the definition this plugin class replaces under the same name
     replaced_as: str = ""  # the qualified name the replaced definition stays reachable under
@@ -70,7 +91,10 @@ class RegistryError(FlopscopeError):
     pass
 
 
-MODULES: dict[str, ModuleSpec] = {}
+COMMON = "yolov5"  # the dialect whose name space every other dialect sees
+MODULES: dict[str, ModuleSpec] = {}  # the common (yolov5) name space
+#: dialect -> its own name space (``SPACES["yolov5"] is MODULES``)
+SPACES: dict[str, dict[str, ModuleSpec]] = {COMMON: MODULES, "ultralytics": {}}
 FORMULAS: dict[type, Callable] = {}
 #: ``file:line`` of classes whose definition inspect cannot place reliably (plugin files that define
 #: the same class name twice); filled by the plugin loader, read by ``where``.
@@ -130,44 +154,68 @@ def owner_qualifier(spec: ModuleSpec) -> str:
 def remove_origin(origin: str) -> None:
     """Forget every module registered by the plugin file ``origin`` (and its classes' formulas);
     definitions it replaced are restored under their own names."""
-    for name in [n for n, s in MODULES.items() if s.origin == origin]:
-        spec = MODULES.pop(name)
-        FORMULAS.pop(spec.cls, None)
-        SOURCES.pop(spec.cls, None)
-        if spec.replaces is not None and name not in MODULES:
-            MODULES[name] = spec.replaces
-            alias = MODULES.get(spec.replaced_as)
-            if alias is not None and alias.cls is spec.replaces.cls and alias.origin == spec.replaces.origin:
-                del MODULES[spec.replaced_as]
+    for sp in SPACES.values():
+        for name in [n for n, s in sp.items() if s.origin == origin]:
+            spec = sp.pop(name)
+            FORMULAS.pop(spec.cls, None)
+            SOURCES.pop(spec.cls, None)
+            if spec.replaces is not None and name not in sp:
+                sp[name] = spec.replaces
+                alias = sp.get(spec.replaced_as)
+                if alias is not None and alias.cls is spec.replaces.cls and alias.origin == spec.replaces.origin:
+                    del sp[spec.replaced_as]
 
 
 def register(name: str | None = None, *, channels: "ChannelRule", description: str = "", origin: str | None = None,
-             aliases: tuple[str, ...] = ()):
-    """Class decorator: make ``cls`` available to YAML configs under ``name`` (default: class name)."""
+             aliases: tuple[str, ...] = (), dialect: str = COMMON):
+    """Class decorator: make ``cls`` available to YAML configs of ``dialect`` under ``name`` (default:
+    class name).  The default dialect ('yolov5') is the common name space every dialect sees."""
 
     def deco(cls):
-        add_module(name or cls.__name__, cls, channels, description, origin=origin)
+        add_module(name or cls.__name__, cls, channels, description, origin=origin, dialect=dialect)
         for alias in aliases:
-            add_module(alias, cls, channels, description, origin=origin)
+            add_module(alias, cls, channels, description, origin=origin, dialect=dialect)
         return cls
 
     return deco
 
 
+def space(dialect: str) -> dict[str, ModuleSpec]:
+    """The name space of one dialect (only its own names; see :func:`visible` for what it sees)."""
+    if dialect not in SPACES:
+        raise RegistryError(f"unknown dialect {dialect!r}{suggestion(dialect, SPACES)}")
+    return SPACES[dialect]
+
+
+def visible(dialect: str = COMMON) -> dict[str, ModuleSpec]:
+    """Every name a config of ``dialect`` can use: the common space overlaid by the dialect's own."""
+    load_zoo()
+    own = space(dialect)
+    return MODULES if own is MODULES else {**MODULES, **own}
+
+
+def all_specs():
+    """(dialect, name, spec) for every registered name, common space first."""
+    for d, sp in SPACES.items():
+        for name, spec in sp.items():
+            yield d, name, spec
+
+
 def add_module(name: str, cls: type, channels: "ChannelRule", description: str = "", *, origin: str | None = None,
-               inferred: bool = False, rule_source: str = "") -> ModuleSpec:
-    if _SCOPES:
+               inferred: bool = False, rule_source: str = "", dialect: str = COMMON) -> ModuleSpec:
+    target_space = space(dialect)
+    if _SCOPES and dialect == COMMON:
         return _add_in_scope(_SCOPES[-1], name, cls, channels, description, inferred, rule_source or "register()")
-    if name in MODULES:
-        old = MODULES[name]
+    if name in target_space:
+        old = target_space[name]
         if old.cls is cls:
             return old
         raise RegistryError(
-            f"module name {name!r} is defined twice: {old.where} and {_where(cls)} "
+            f"module name {name!r} is defined twice in the {dialect} name space: {old.where} and {_where(cls)} "
             f"(the later definition would silently replace the earlier one)")
     spec = ModuleSpec(name, cls, channels, description or _first_doc_line(cls),
-                      origin or ("torch" if cls.__module__.startswith("torch.") else "flopscope"), inferred)
-    MODULES[name] = spec
+                      origin or ("torch" if cls.__module__.startswith("torch.") else "flopscope"), inferred, dialect)
+    target_space[name] = spec
     return spec
 
 
@@ -220,11 +268,21 @@ def formula(*classes: type):
     return deco
 
 
-def lookup(name: str) -> ModuleSpec:
+def lookup(name: str, dialect: str = COMMON) -> ModuleSpec:
+    """The spec a config of ``dialect`` means by ``name``: the dialect's own, else the common one."""
     load_zoo()
+    own = space(dialect)
+    if name in own:
+        return own[name]
     if name in MODULES:
         return MODULES[name]
-    raise RegistryError(f"unknown module {name!r}{suggestion(name, MODULES)}")
+    names = visible(dialect)
+    hint = suggestion(name, names)
+    if not hint:
+        other = [d for d, sp in SPACES.items() if d != dialect and name in sp]
+        if other:
+            hint = f" in the {dialect} dialect (it is a module of the {other[0]} dialect; see --dialect)"
+    raise RegistryError(f"unknown module {name!r}{hint}")
 
 
 def formula_for(cls: type):

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from . import units
 from .builder import DetectionModel, build_model
+from .dialects import get_dialect
 from .config import show
 from .cost import MAC_KINDS
 from .engine import count_layers
@@ -200,7 +201,7 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, in
 
 def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = False, freeze: int = 0,
                    amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
-    notes: list[str] = list(getattr(model, "fork_notes", []))
+    notes: list[str] = list(getattr(model, "fork_notes", [])) + list(getattr(getattr(model, "config", None), "notes", []))
     if fuse and not is_fused(model):
         model = fused_copy(model)
     if is_fused(model):
@@ -208,8 +209,10 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
-    probe = int(max(model.stride.max().item(), 32))
-    probed = _safe(lambda: _layer_costs(model, 1, (probe, probe)))
+    dialect = get_dialect(getattr(model.config, "dialect", "yolov5"))
+    probe = dialect.model_info_probe(model)
+    probed = _safe(lambda: _layer_costs(model, 1, (probe, probe))) if probe else None
+    probe = probe or int(max(model.stride.max().item(), 32))
     scale = hw[0] * hw[1] / probe ** 2
     records = []
     for k, (info, lc) in enumerate(zip(model.layers, layers)):
@@ -224,6 +227,8 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
+    elif dialect.model_info_note:
+        notes.append(dialect.model_info_note)
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
     tr = None

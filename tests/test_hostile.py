@@ -181,7 +181,7 @@ def test_hostile_config(name, tmp_path):
     lambda c: c.__setitem__("head", []),
     setkey("activation", "nn.GELU(approximate='tanh')"),
     setkey("activation", "nn.PReLU(1000000)"),  # on the meta device: no memory
-])
+])  # an unknown top-level key (even a Unicode one) is an error since issue 12: see test_dialects.py
 def test_odd_but_valid(mutation, tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text(yaml.safe_dump(mutate(mutation), allow_unicode=True), encoding="utf-8")
@@ -198,7 +198,7 @@ def test_paths(tmp_path):
     cases = [
         (tmp_path / "dir.yaml", "is a directory"),
         (tmp_path / "missing.yaml", "no such file, and no bundled config of that name"),
-        ("yolov5q", "no such file, and no bundled config of that name (did you mean yolov5x, yolov5s, yolov5n?)"),
+        ("yolov5q", "no such file, and no bundled config of that name (did you mean yolov5x, "),
         ("/dev/null", "not a regular file"),
         ("x" * 5000, "not a usable path"),
         ("a\x00b.yaml", "not a usable path"),

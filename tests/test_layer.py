@@ -252,8 +252,12 @@ def test_cli_list_json():
     res = runner.invoke(app, ["list", "--json", "-"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    by_name = {m["name"]: m for m in data["modules"]}
+    by_name = {m["name"]: m for m in data["modules"] if m["dialect"] == "yolov5"}
     assert set(by_name) == set(MODULES)
+    from flopscope.registry import SPACES
+
+    ul = {m["name"]: m for m in data["modules"] if m["dialect"] == "ultralytics"}
+    assert set(ul) == set(SPACES["ultralytics"]) and ul["Detect"]["channel_rule"]["name"] == "ul-detect"
     for name, rule in (("Conv", "conv"), ("C3", "conv+n"), ("Detect", "detect")):
         m = by_name[name]
         assert m["family"] == "yolov5" and m["description"]

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..bench import run_bench
 from ..cli import app, command
-from ..options import FUSE, IMG, NC
+from ..options import FUSE, IMG, NC, config_options
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 LAYER_MARK = "≠"  # share of time >= 2x share of FLOPs
@@ -114,6 +114,7 @@ def print_bench(res: dict, per_layer: bool, console: Console | None = None) -> N
 
 @app.command("bench", epilog="Example: flopscope bench yolov5s --img 640 --device cuda --dtype fp16 --batch 1,32")
 @command
+@config_options
 def bench_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s) or a YAML path."),
     img: str = IMG,

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import FUSE, IMG, NC
+from ..options import FUSE, IMG, NC, config_options
 from ..output import HTML, JSON, Outputs
 
 COUNTERS = typer.Option("fvcore,thop,ptflops,fcm", "--counters",
@@ -35,6 +35,7 @@ def run_check(cfg, img, counters=None, device="cpu", nc=None, json_out: Optional
 @app.command("check", epilog="Example: flopscope check yolov5s --img 640 --counters fvcore,thop,ptflops,fcm "
                              "--json check.json")
 @command
+@config_options
 def check_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
     img: str = IMG,

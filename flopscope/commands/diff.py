@@ -6,12 +6,13 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, FUSE, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC, config_options
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
 @app.command("diff", epilog="Example: flopscope diff yolov5l yolov5_iRMB_seed --img 640 --json diff.json")
 @command
+@config_options
 def diff_cmd(
     cfg_a: str = typer.Argument(..., metavar="A", help="First config (bundled name or YAML path)."),
     cfg_b: str = typer.Argument(..., metavar="B", help="Second config (bundled name or YAML path)."),

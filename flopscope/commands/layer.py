@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli import app, command
+from ..options import config_options
 from ..errors import FlopscopeError
 from ..layer import LayerReport, profile_layer
 from ..output import CSV, HTML, JSON, MD, Outputs
@@ -86,6 +87,7 @@ def print_layer(r: LayerReport, console: Console | None = None) -> None:
 
 @app.command("layer", epilog="Example: flopscope layer C3 --c 128 --c2 256 --hw 80 --args '[False]' --json -")
 @command
+@config_options
 def layer_cmd(
     name: str = typer.Argument(..., help="Registered module name as written in a YAML row (see `flopscope list`)."),
     c: int = typer.Option(256, "--c", help="Input channels c1 (the output channels of the layer feeding this row; "

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli import app, command
-from ..registry import MODULES, ModuleSpec, load_zoo
+from ..registry import ModuleSpec, all_specs, load_zoo
 from ..output import CSV, HTML, JSON, MD, ModuleList, Outputs
 
 
@@ -48,9 +48,10 @@ def module_records() -> list[dict]:
     """One record per registered name, grouped by family (yolov5 first, torch.nn and plugins last)."""
     load_zoo()
     records = []
-    for name, spec in MODULES.items():
+    specs = list(all_specs())
+    for dialect, name, spec in specs:
         records.append({
-            "name": name, "family": family(spec), "origin": spec.origin,
+            "name": name, "dialect": dialect, "family": family(spec), "origin": spec.origin,
             "class": f"{getattr(spec.cls, '__module__', '?')}.{getattr(spec.cls, '__qualname__', spec.cls)}",
             "description": (spec.description or "").strip().splitlines()[0] if (spec.description or "").strip() else "",
             "signature": spec.signature,
@@ -59,20 +60,20 @@ def module_records() -> list[dict]:
             "inferred_rule": spec.inferred,
             "inputs": spec.channels.inputs,  # fixed number of inputs ('from' entries), or null
         })
-    order = {n: i for i, n in enumerate(MODULES)}
-    records.sort(key=lambda r: (_family_order(r["family"]), order[r["name"]]))
+    order = {(d, n): i for i, (d, n, _) in enumerate(specs)}
+    records.sort(key=lambda r: (r["dialect"] != "yolov5", _family_order(r["family"]), order[r["dialect"], r["name"]]))
     return records
 
 
 def list_table(records: list[dict]) -> Table:
     t = Table(title=f"{len(records)} registered modules", header_style="bold", expand=False)
-    for col in ("family", "module", "description", "YAML signature", "channel rule"):
-        t.add_column(col, no_wrap=col in ("family", "module", "channel rule"))
+    for col in ("dialect", "family", "module", "description", "YAML signature", "channel rule"):
+        t.add_column(col, no_wrap=col in ("dialect", "family", "module", "channel rule"))
     last = None
     for r in records:
         if last is not None and r["family"] != last:
             t.add_section()
-        cells = (r["family"] if r["family"] != last else "", r["name"], r["description"], r["signature_short"],
+        cells = (r["dialect"] if r["family"] != last else "", r["family"] if r["family"] != last else "", r["name"], r["description"], r["signature_short"],
                  r["channel_rule"]["name"] + (" (inferred)" if r["inferred_rule"] else ""))
         t.add_row(*(escape(c) for c in cells))
         last = r["family"]
@@ -87,7 +88,8 @@ def list_cmd(
     md_out: Optional[str] = MD("Write the list as Markdown to FILE ('-' = stdout only)."),
     html_out: Optional[str] = HTML("Write the list as a self-contained HTML page to FILE ('-' = stdout only)."),
 ):
-    """List every registered module: description, YAML arg signature and channel rule, by family."""
+    """List every registered module: dialect (name space: 'yolov5' names are visible to every dialect, 'ultralytics'
+    ones only to Ultralytics configs), description, YAML arg signature and channel rule, by family."""
     out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
     records = module_records()
     out.show(print_list, records)

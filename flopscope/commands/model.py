@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, FUSE, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC, config_options
 from ..report import profile
 from ..output import CSV, HTML, JSON, MD, Outputs
 from ..render import print_report
@@ -16,6 +16,7 @@ from ..render import print_report
                               "flopscope model yolov5s --fuse (deploy model, 7,225,885 params); "
                               "flopscope model yolov5s --train --freeze 10 --optimizer adamw --gpu-mem 24GiB")
 @command
+@config_options
 def model_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
     img: str = IMG,

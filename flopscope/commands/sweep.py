@@ -6,12 +6,13 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import BATCH, FUSE, NC
+from ..options import BATCH, FUSE, NC, config_options
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
 @app.command("sweep", epilog="Example: flopscope sweep yolov5s-transformer --img 320,480,640,960,1280 --plot sweep.png")
 @command
+@config_options
 def sweep_cmd(
     cfg: str = typer.Argument(..., help="Bundled config name or a YAML path."),
     img: str = typer.Option("320,480,640,960,1280", "--img",

@@ -7,12 +7,13 @@ from typing import List, Optional
 import typer
 
 from ..cli import app, command
-from ..options import FUSE, IMG, NC
+from ..options import FUSE, IMG, NC, config_options
 from ..output import CSV, HTML, JSON, MD, Outputs
 
 
 @app.command("table", epilog="Example: flopscope table yolov5n yolov5s yolov5_iRMB_seed --img 640 --md -")
 @command
+@config_options
 def table_cmd(
     cfgs: List[str] = typer.Argument(..., metavar="CFG...", help="Configs (bundled names or YAML paths)."),
     img: str = IMG,
