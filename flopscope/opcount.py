@@ -155,7 +155,8 @@ zero_rule(*_ops(
                                  "_conv_depthwise2d", "miopen_convolution", "miopen_depthwise_convolution"))
 def convolution(x, w, *args, out, **kw):
     """out elements x Cin/g x taps; transposed: in elements x Cout/g x taps (as our formulas)."""
-    transposed = args[3] if len(args) > 3 and isinstance(args[3], bool) else kw.get("transposed", False)
+    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    transposed = args[4] if len(args) > 4 and isinstance(args[4], bool) else kw.get("transposed", False)
     y = _first_shape(out)
     taps = prod(w[2:])
     if transposed:

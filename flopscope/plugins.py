@@ -201,8 +201,8 @@ def load_plugin(path: str | os.PathLike) -> Plugin:
     plugin.warnings = _warnings(plugin, scope, classdefs, inferred, zoo)
     nf = plugin.no_formula
     if nf:
-        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted by FlopCounterMode on a forward "
-                            f"of the layer (marked * / counted_by in reports)")
+        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted by the op-level counter on a "
+                            f"meta forward of the layer (marked * / counted_by in reports)")
     _LOADED[key] = plugin
     return plugin
 
