@@ -559,8 +559,9 @@ class OpCounter(TorchDispatchMode):
         extra = {}
         if packet is aten.add and len(args) > 1 and (_is_bias(args[1], self._params) or _is_bias(args[0], self._params)):
             extra["bias_add"] = True
-        recs = rule(*[_shape_of(a) for a in args], out=_shape_of(out),
-                    **{k: _shape_of(v) for k, v in kwargs.items()}, **extra)
+        if kwargs:
+            extra.update((k, _shape_of(v)) for k, v in kwargs.items())
+        recs = rule(*[_shape_of(a) for a in args], out=_shape_of(out), **extra)
         relabel = packet in _LINEAR_OPERAND and _is_weight_t(args[_LINEAR_OPERAND[packet]], self._params)
         name = packet.__name__
         for kind, value, elems in recs:
