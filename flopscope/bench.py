@@ -34,7 +34,10 @@ import time
 
 import torch
 
+from . import units
+from .devices import resolve_device  # noqa: F401  (re-exported: bench.resolve_device)
 from .errors import FlopscopeError
+from .inputs import parse_batches  # noqa: F401  (re-exported: bench.parse_batches)
 from .roofline import DTYPE_BYTES, attach_measured, disagreements, layer_rooflines, resolve_peak, totals
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -46,22 +49,9 @@ DEFAULTS = {
 PER_LAYER_FACTOR = 2.0
 MAX_ITERS = 100_000
 
-UNITS = {
-    "latency_ms": "milliseconds per forward of the whole batch; p10/p90 by linear interpolation; "
-                  "cv = sample std / mean",
-    "throughput_img_s": "batch / median latency, images per second",
-    "peak_memory_bytes": "bytes; CUDA: torch.cuda.max_memory_allocated since a reset before warm-up (weights, "
-                         "input and activations); CPU: process peak RSS (ru_maxrss), whole process since start",
-    "params_mb": "parameters x bytes per element at the dtype / 1e6",
-    "flops": "2 x MACs (conv + linear + matmul) + element-wise FLOPs",
-    "bytes": "inputs + outputs + parameters of the layer at the dtype (compulsory traffic; no intra-block "
-             "intermediates)",
-    "intensity": "FLOPs / bytes (FLOP/B)",
-    "bound_ms": "max(flops / peak FLOP/s, bytes / peak B/s) in milliseconds; the model's bound is the sum over layers",
-    "achieved_pct": "bound_ms / measured_ms x 100",
-    "gbps": "1e9 bytes per second",
-    "tflops": "1e12 FLOP per second, dense (non-sparse)",
-}
+UNITS = units.pick(
+    "latency_ms", "throughput_img_s", "peak_memory_bytes", "params_mb", ("flops", "bench.flops"), "bytes",
+    "intensity", "bound_ms", "achieved_pct", "gbps", "tflops")
 
 
 # ----------------------------------------------------------------------------------------------- timers
@@ -239,44 +229,6 @@ def _peak_memory(device: str) -> tuple[int | None, str]:
 
 
 # ------------------------------------------------------------------------------------------------ options
-def parse_batches(batch) -> list[int]:
-    """'1,8,32' / 8 / [1, 8] -> [1, 8, 32]."""
-    if isinstance(batch, str):
-        parts = [p.strip() for p in batch.split(",") if p.strip()]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}") from None
-    elif isinstance(batch, int) and not isinstance(batch, bool):
-        vals = [batch]
-    elif isinstance(batch, (list, tuple)):
-        vals = list(batch)
-    else:
-        raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}")
-    if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000 for v in vals):
-        raise FlopscopeError(f"--batch must be positive integers separated by commas, got {batch!r}")
-    return list(dict.fromkeys(vals))
-
-
-def resolve_device(device: str | None) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA -> a clear error."""
-    d = (device or "auto").strip().lower()
-    if d == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if d == "cpu":
-        return "cpu"
-    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
-        if not torch.cuda.is_available():
-            built = f"built with CUDA {torch.version.cuda}, but no GPU is visible" if torch.version.cuda else \
-                "a CPU-only build"
-            raise FlopscopeError(f"--device {device} requested but CUDA is not available (torch {torch.__version__}, "
-                                 f"{built}); use --device cpu")
-        if ":" in d and int(d[5:]) >= torch.cuda.device_count():
-            raise FlopscopeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        return d
-    raise FlopscopeError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
-
-
 def _count(v, name: str, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_ITERS:
         raise FlopscopeError(f"--{name} must be an integer from {lo} to {MAX_ITERS}, got {v!r}")
@@ -325,7 +277,8 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
               channels_last: bool = False, warmup: int | None = None, iters: int | None = None,
               cudnn_benchmark: bool = True, cuda_graph: bool = False, per_layer: bool = False,
               gpu: str | None = None, peak_tflops: float | None = None, peak_gbps: float | None = None,
-              nc: int | None = None, threads: int | None = None, progress=None) -> dict:
+              nc: int | None = None, threads: int | None = None, progress=None,
+              fuse: bool = False) -> dict:  # a BenchResult
     """Measure ``cfg`` (a config name / path / dict) and return the JSON-ready record (see docs/bench.md)."""
     from .builder import build_model
     from .memory import check_fits
@@ -357,7 +310,7 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
     if kind == "cpu" and dtype == "fp16":
         notes.append("fp16 on CPU runs slow, partly emulated kernels: not representative of fp16 on a GPU")
 
-    base = profile(cfg, img=img, batch=1, nc=nc)
+    base = profile(cfg, img=img, batch=1, nc=nc, fuse=fuse)
     notes.extend(base.notes)
     hw = tuple(base.img)
 
@@ -387,11 +340,11 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
                 notes.append(f"achieved % is against --gpu {gpu} ({peak.name}), not the measured device "
                              f"{env['device_name']}")
 
-        reports = {b: profile(cfg, img=img, batch=b, nc=nc) for b in batches}
+        reports = {b: profile(cfg, img=img, batch=b, nc=nc, fuse=fuse) for b in batches}
         nbytes = DTYPE_BYTES[dtype]
         for b in sorted(batches, reverse=True)[:1]:
             check_fits(reports[b], dev, nbytes)
-        model = build_model(cfg, nc=nc, device="cpu")
+        model = build_model(cfg, nc=nc, device="cpu", fuse=fuse)
         ch = model.ch
         model = _place(model, dev, dtype, channels_last)
         if per_layer and cuda_graph:
@@ -446,14 +399,17 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
         torch.set_num_threads(saved_threads)
         torch.backends.cudnn.benchmark = saved_bench
 
-    return {
+    from .output import BenchResult  # the JSON dict itself, with to_dict() / rows() and the counted report
+
+    return BenchResult({
         "model": base.model, "img": list(hw), "device": kind, "dtype": dtype, "channels_last": channels_last,
         "cuda_graph": cuda_graph, "cudnn_benchmark": env["cudnn_benchmark"], "warmup": warmup, "iters": iters,
         "batches": batches, "defaults_used": used, "environment": env,
         "params": base.params, "params_mb": base.params * nbytes / 1e6,
         "per_image": {"macs": base.macs, "flops": base.flops, "elementwise_flops": base.elementwise_flops},
         "peak": peak.to_dict() if peak is not None else None, "runs": runs, "units": UNITS, "notes": notes,
-    }
+        "fused": base.fused,
+    }, report=base)
 
 
 def latency_lines(result: dict) -> list[str]:

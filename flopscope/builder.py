@@ -93,9 +93,19 @@ def default_activation(act):
             c.default_act = a
 
 
-def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta") -> DetectionModel:
-    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`."""
+def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta", fuse: bool = False) -> DetectionModel:
+    """Build a model from a bundled config name, a YAML path, a dict or a :class:`ModelConfig`.
+
+    ``fuse=True``: the model as the framework's own ``fuse()`` leaves it (:mod:`flopscope.fuse`).
+
+    A YAML of a YOLOv5 fork (``--fork DIR``, or inside a checkout's ``models/``) is built by the
+    fork's own code (:mod:`flopscope.fork`)."""
     load_zoo()
+    from .fork import build_with_fork, fork_for
+
+    root = fork_for(cfg)
+    if root is not None:
+        return build_with_fork(root, cfg, nc=nc, device=device)
     conf = cfg if isinstance(cfg, cfgmod.ModelConfig) else cfgmod.load(cfg, nc)
     device = torch.device(device)
     def init_ctx():
@@ -108,6 +118,10 @@ def build_model(cfg, nc: int | None = None, device: str | torch.device = "meta")
         model = DetectionModel(nn.Sequential(*layers), save, info, conf)
     model.eval()
     set_strides(model)
+    if fuse:
+        from .fuse import fuse_model
+
+        fuse_model(model)
     return model
 
 

@@ -7,6 +7,7 @@ module in ``nn.Sequential`` (repeatable blocks take ``n`` as an argument and ret
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -54,6 +55,9 @@ class ChannelRule:
     name: str
     description: str
     apply: Callable[[Row], tuple]
+    #: how many inputs ('from' entries) the module takes when that is fixed (``concat_of(2)``); None: one input,
+    #: or any list for ``concat`` / heads.  ``flopscope layer`` feeds that many ``--c``-channel inputs.
+    inputs: int | None = None
 
     def __call__(self, row: Row):
         return self.apply(row)
@@ -101,6 +105,22 @@ def _concat(row: Row):
 concat = ChannelRule("concat", "c2 = sum(ch[x] for x in from); args used as written", _concat)
 
 
+@functools.lru_cache(maxsize=None)
+def concat_of(k: int) -> ChannelRule:
+    """``concat`` for a module that fuses exactly ``k`` inputs: 'from' must list ``k`` layers."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"concat_of(k): k must be a positive integer, got {k!r}")
+
+    def rule(row: Row):
+        f = row.f if isinstance(row.f, list) else [row.f]
+        if len(f) != k:
+            raise row.error(f"this module fuses exactly {k} inputs, 'from' lists {len(f)}", "from")
+        return _concat(row)
+
+    return ChannelRule("concat", f"c2 = sum(ch[x] for x in from); 'from' lists exactly {k} layers; args used as "
+                                 f"written", rule, inputs=k)
+
+
 def _detect(row: Row):
     f = row.f if isinstance(row.f, list) else [row.f]
     args = list(row.args)
@@ -121,10 +141,11 @@ detect = ChannelRule("detect", "args = [nc, anchors, ..., [ch[x] for x in from]]
                      _detect)
 
 
-def custom(name: str, description: str):
-    """Decorator for a module-specific rule: ``@custom('cam', '...') def rule(row): ...``."""
+def custom(name: str, description: str, inputs: int | None = None):
+    """Decorator for a module-specific rule: ``@custom('cam', '...') def rule(row): ...`` (``inputs``: how many
+    'from' entries the module takes, when fixed)."""
 
     def deco(fn):
-        return ChannelRule(name, description, fn)
+        return ChannelRule(name, description, fn, inputs)
 
     return deco

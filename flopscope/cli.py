@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from typing import Optional
 
 import typer
 
@@ -69,41 +70,99 @@ def _reflow(doc: str | None) -> str | None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (any position)."),
     plugin: list[str] = typer.Option([], "--plugin", help="Python file defining your own modules (repeatable, any "
-                                                          "position, every command)."),
+                                                          "position, every command). Inside a project (a folder with "
+                                                          "models/ or utils/), its imports resolve there."),
+    channels: list[str] = typer.Option([], "--channels", help="NAME=RULE: the channel rule of a plugin class that "
+                                                              "declares none (conv, conv+n, same, none, concat, "
+                                                              "detect); repeatable, e.g. --channels MLCA=same."),
+    verbose: bool = typer.Option(False, "--verbose", help="Print every plugin warning, not one line per kind."),
+    fork: Optional[str] = typer.Option(None, "--fork", help="DIR of a YOLOv5 checkout: build configs with ITS OWN "
+                                                            "models/yolo.py Model (this RUNS the fork's code), then "
+                                                            "count that model. Automatic for a YAML inside a "
+                                                            "checkout's models/; --no-fork turns that off. E.g. "
+                                                            "flopscope model models/yolov5s_X.yaml --fork ."),
+    no_fork: bool = typer.Option(False, "--no-fork", help="Never build with a fork's code (use flopscope's builder)."),
 ):
     """Exact, explainable Params / MACs / FLOPs / latency for YOLOv5-style models."""
     global DEBUG
     DEBUG = DEBUG or debug
 
 
-def _take_global_options(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Remove ``--debug`` and ``--plugin FILE`` from anywhere in argv (they apply to every command)."""
+GLOBAL_VALUE_OPTIONS = ("--plugin", "--channels", "--fork")
+GLOBAL_FLAGS = ("--debug", "--verbose", "--no-fork")
+
+
+def _take_global_options(argv: list[str]) -> tuple[list[str], dict]:
+    """Remove the global options (``--debug``, ``--plugin FILE``, ``--channels NAME=RULE``,
+    ``--verbose``, ``--fork DIR``, ``--no-fork``) from anywhere in argv (they apply to every command)."""
     global DEBUG
-    rest, plugins = [], []
+    rest: list[str] = []
+    opts: dict = {o: [] for o in GLOBAL_VALUE_OPTIONS}
+    opts.update({o: False for o in GLOBAL_FLAGS})
     it = iter(argv)
     for a in it:
-        if a == "--debug":
-            DEBUG = True
-        elif a == "--plugin":
-            plugins.append(next(it, ""))
-        elif a.startswith("--plugin="):
-            plugins.append(a.split("=", 1)[1])
+        if a == "--":
+            rest.append(a)
+            rest.extend(it)
+            break
+        if a in GLOBAL_FLAGS:
+            opts[a] = True
+        elif a in GLOBAL_VALUE_OPTIONS:
+            opts[a].append(next(it, ""))
+        elif a.split("=", 1)[0] in GLOBAL_VALUE_OPTIONS and "=" in a:
+            k, v = a.split("=", 1)
+            opts[k].append(v)
         else:
             rest.append(a)
-    return rest, plugins
+    DEBUG = DEBUG or opts["--debug"]
+    return rest, opts
+
+
+#: options that may be given without their value (then the value shown), per command: `flopscope list --json`
+#: has always meant stdout, and now takes `--json FILE|-` like every other command.
+OPTIONAL_VALUE = {"list": {"--json": "-"}}
+
+
+def _fill_optional_values(argv: list[str]) -> list[str]:
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    opts = OPTIONAL_VALUE.get(cmd or "", {})
+    out = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if a in opts and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            out.append(opts[a])
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv, plugins = _take_global_options(list(sys.argv[1:] if argv is None else argv))
+    argv, opts = _take_global_options(list(sys.argv[1:] if argv is None else argv))
+    argv = _fill_optional_values(argv)
     from . import commands  # noqa: F401  (registers every command on `app`)
 
-    if plugins:
-        load = command(_load_plugins)
+    setup = command(_setup)
+    try:
         try:
-            load(plugins)
+            setup(opts)
         except typer.Exit as e:
             sys.exit(e.exit_code)
-    _run(argv)
+        _run(argv)
+    finally:  # this run's --fork / --channels do not outlive it (tests run many in one process)
+        from . import fork, plugins
+
+        fork.configure(None)
+        plugins.CHANNEL_OVERRIDES.clear()
+
+
+def _setup(opts: dict) -> None:
+    """Apply the global options of this run: channel overrides, the fork, the plugins."""
+    from . import fork, plugins
+
+    plugins.CHANNEL_OVERRIDES.clear()
+    plugins.CHANNEL_OVERRIDES.update(plugins.parse_channels(opts["--channels"]))
+    fork.configure(opts["--fork"][-1] if opts["--fork"] else None, auto=not opts["--no-fork"])
+    loaded = plugins.load_plugins(opts["--plugin"], verbose=opts["--verbose"]) if opts["--plugin"] else []
+    if plugins.CHANNEL_OVERRIDES and not opts["--fork"]:
+        plugins.check_channel_names(plugins.CHANNEL_OVERRIDES, loaded)
 
 
 def _run(argv: list[str]) -> None:
@@ -158,9 +217,3 @@ def _usage_message(e, argv: list[str]) -> str:
             msg += suggestion(m.group(1), ctx.command.list_commands(ctx))
     where = ctx.command_path if ctx is not None else "flopscope"
     return f"{msg} (see '{where} --help')"
-
-
-def _load_plugins(paths: list[str]) -> None:
-    from .plugins import load_plugins
-
-    load_plugins(paths)

@@ -179,11 +179,34 @@ def _number(data, key, file, default=None, positive=True):
     return v
 
 
+#: the top-level keys of a YOLOv5-dialect config (what YOLOv5's models/yolo.py reads); any other key is an error,
+#: since a misspelt one (``depth_multipel:``) would otherwise be ignored and the model silently built at 1.0
+YOLOV5_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "ch", "activation")
+DICT_KEYS = ("name",)  # a config given as a dict may also name the model
+#: keys of other dialects, refused with a word on where they come from
+FOREIGN_KEYS = {"scales": "Ultralytics (YOLOv8 / YOLO11) model scales, not part of the YOLOv5 dialect",
+                "kpt_shape": "an Ultralytics pose-model key, not part of the YOLOv5 dialect"}
+
+
+def check_keys(data: dict, file: str) -> None:
+    """One-line error for a top-level key a YOLOv5-dialect config does not have, with the nearest known key."""
+    known = YOLOV5_KEYS + (DICT_KEYS if file == "<dict>" else ())
+    for key in data:
+        if key in known:
+            continue
+        label = (key if len(key) <= 80 else key[:77] + "...") if isinstance(key, str) else show(key)
+        if key in FOREIGN_KEYS:
+            raise _err(f"{FOREIGN_KEYS[key]}; a YOLOv5 config has {', '.join(YOLOV5_KEYS)}", file, field=label)
+        hint = suggestion(key, known) if isinstance(key, str) else ""
+        raise _err(f"unknown top-level key{hint}; a YOLOv5 config has {', '.join(YOLOV5_KEYS)}", file, field=label)
+
+
 def validate(data, name: str, file: str, nc_override: int | None = None) -> ModelConfig:
     if data is None:
         raise _err("empty config", file)
     if not isinstance(data, dict):
         raise _err(f"a model config is a mapping with backbone/head sections, got {type(data).__name__}", file)
+    check_keys(data, file)
     if nc_override is not None:
         if isinstance(nc_override, bool) or not isinstance(nc_override, int) or not 0 < nc_override <= 100_000:
             raise FlopscopeError(f"--nc must be a positive integer (at most 100000), got {show(nc_override)}")

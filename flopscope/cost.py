@@ -10,12 +10,11 @@ Counting conventions (see README "Counting conventions"):
 
 Every term carries an ``op`` label saying *how* the work is executed (``Conv2d`` module call,
 functional ``F.conv2d``, ``matmul``, ``BatchNorm2d`` ...).  Counters differ in which ops they
-see; :mod:`flopscope.counters` maps op labels to what each counter reports.
+see; :mod:`flopscope.rules` maps op labels to what each counter reports.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 MAC_KINDS = ("conv", "linear", "matmul")
 KINDS = MAC_KINDS + ("elementwise",)
@@ -67,6 +66,28 @@ ELEMENTWISE_COST: dict[str, float] = {
     "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
     "Dropout": 0,
     "Identity": 0,
+    # backward ops (flopscope.train), per element of the gradient they produce
+    "BatchNorm.backward": 8,  # x-hat recomputed (2), dy*x-hat (1), two sums (2), dx combine (3)
+    "LayerNorm.backward": 8,
+    "GroupNorm.backward": 8,
+    "ReLU.backward": 1,  # select by the mask
+    "LeakyReLU.backward": 2,
+    "ReLU6.backward": 2,
+    "SiLU.backward": 8,  # sigmoid recomputed (4), s * (1 + x (1 - s)) (3), * dy (1)
+    "Sigmoid.backward": 3,  # dy * s * (1 - s)
+    "Tanh.backward": 3,  # dy * (1 - y^2)
+    "Hardswish.backward": 3,
+    "Hardsigmoid.backward": 2,
+    "GELU.backward": 12,
+    "Mish.backward": 12,
+    "ELU.backward": 3,
+    "softmax.backward": 3,  # y * (dy - sum(dy * y)): mul, sum, sub/mul
+    "log_softmax.backward": 3,
+    "MaxPool2d.backward": 1,  # per output gradient scattered to its argmax
+    "AvgPool2d.backward": 1,  # per window element
+    "Upsample.nearest.backward": 1,  # per output gradient summed into its source
+    "Upsample.bilinear.backward": 8,  # per output gradient: 4 weights x (mul + add)
+    "grid_sample.backward": 20,  # per sampled value: grad to the 4 inputs and to the coordinates
 }
 
 
@@ -125,13 +146,3 @@ class Cost:
 
     def __iter__(self):
         return iter(self.terms)
-
-
-def numel(shape) -> int:
-    return prod(shape)
-
-
-def elementwise(cost: Cost, name: str, op: str, elems: int, per_elem: float | None = None) -> None:
-    """Add an element-wise term costing ``ELEMENTWISE_COST[op]`` FLOPs per element."""
-    c = ELEMENTWISE_COST[op] if per_elem is None else per_elem
-    cost.add(name, "elementwise", op, round(c * elems), elems)

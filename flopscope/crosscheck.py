@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .devices import resolve_device
 from .check_render import ProgressBar, cell_reasons, fmt_signed, print_check  # noqa: F401  (re-exported)
 from .counters import COUNTERS, Counter, CounterFailed, CounterRun, parse_counters, quiet  # noqa: F401
 from .counters.explain import THRESHOLD_PCT, TOLERANCE, Cell, explain  # noqa: F401
@@ -159,7 +160,7 @@ class CheckResult:
                 "threshold_pct": THRESHOLD_PCT, "counters": {n: self.columns[n].to_dict() for n in self.counters},
                 "layers": layers, "totals": {"ours": self.ours_total, "counters": totals},
                 "model_info": self.model_info, "notes": list(self.notes),
-                "rules": "docs/crosscheck.md; flopscope.rules"}
+                "rules": "docs/crosscheck.md; flopscope.rules", "fused": bool(getattr(self.report, "fused", False))}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,19 +168,11 @@ class CheckResult:
 
 
 def _resolve_device(device: str) -> str:
-    device = (device or "cpu").strip().lower()
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise FlopscopeError(f"--device {device}: CUDA is not available (torch {torch.__version__}); "
-                                 f"use --device cpu")
-        return device
-    if device != "cpu":
-        raise FlopscopeError(f"--device must be cpu or cuda, got {device!r}")
-    return device
+    return resolve_device(device, default="cpu")  # the one --device parser (flopscope.devices)
 
 
 def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> CheckResult:
+               progress: Callable[[str, int, int], None] | None = None, fuse: bool = False) -> CheckResult:
     """Build ``cfg`` once with real weights and run every counter on the same input (batch 1)."""
     from .builder import DetectionModel, build_model
     from .memory import check_fits
@@ -191,12 +184,16 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
     steps = len(names) + 1
     step("counting (analytic)", 0, steps)
     meta = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc)
-    report = profile(meta, img=img, batch=1)
+    report = profile(meta, img=img, batch=1, fuse=fuse)
     check_fits(report, device)
     step("building the model with real weights", 0, steps)
     model = build_model(meta.config, device=device) if not isinstance(cfg, DetectionModel) or \
         next(cfg.parameters(), torch.empty(0, device="meta")).device.type == "meta" else cfg
     model.eval()
+    if report.fused and not getattr(model, "flopscope_fused", False):
+        from .fuse import fused_copy
+
+        model = fused_copy(model)  # the real fold of the real weights
     h, w = report.img
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn((1, model.ch, h, w), generator=gen).to(device)

@@ -23,18 +23,14 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
+from . import units
 from .builder import DetectionModel, build_model
 from .report import Report, jsonable, profile
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul), per batch",
-    "flops": "FLOPs = 2 x macs, per batch",
-    "elementwise_flops": "element-wise FLOPs (norms, activations, pooling, adds ...), per batch",
-    "model_info_gflops": "GFLOPs as YOLOv5's model_info prints them",
-    "delta": "B - A",
-    "pct": "100 x (B - A) / A; null when A is 0",
-}
+UNITS = units.pick(
+    ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
+    ("elementwise_flops", "elementwise_flops_per_batch_listed"), ("model_info_gflops", "model_info_gflops_short"),
+    "delta", "pct")
 
 STATUSES = ("same", "changed", "added", "removed")
 
@@ -109,7 +105,7 @@ class DiffReport:
         return {
             "a": _side_head(self.a), "b": _side_head(self.b), "img": list(self.img), "batch": self.batch,
             "alignment": self.alignment, "counts": self.counts, "rows": rows, "totals": self.totals(),
-            "units": UNITS, "notes": list(self.notes),
+            "units": UNITS, "notes": list(self.notes), "fused": bool(self.a.report.fused and self.b.report.fused),
         }
 
     def _shape_changed(self, r: DiffRow) -> bool | None:
@@ -247,8 +243,12 @@ def _align(rows_a, rows_b, ia: list[int], ib: list[int], level: int) -> list:
 # -- the diff -----------------------------------------------------------------------------------
 
 
-def _side(cfg, img, batch, nc) -> Side:
-    model = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc)
+def _side(cfg, img, batch, nc, fuse=False) -> Side:
+    model = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc, fuse=fuse)
+    if fuse and not getattr(model, "flopscope_fused", False):
+        from .fuse import fused_copy
+
+        model = fused_copy(model)
     report = profile(model, img=img, batch=batch)
     return Side(model, report, list(model.config.rows), [signature(m) for m in model.model])
 
@@ -262,9 +262,9 @@ def _absolute(f, i: int) -> list:
     return out
 
 
-def diff_models(cfg_a, cfg_b, img=640, batch: int = 1, nc: int | None = None) -> DiffReport:
+def diff_models(cfg_a, cfg_b, img=640, batch: int = 1, nc: int | None = None, fuse: bool = False) -> DiffReport:
     """Profile A and B at the same size and align their layers (see the module docstring)."""
-    a, b = _side(cfg_a, img, batch, nc), _side(cfg_b, img, batch, nc)
+    a, b = _side(cfg_a, img, batch, nc, fuse), _side(cfg_b, img, batch, nc, fuse)
     notes = []
     if tuple(a.report.img) != tuple(b.report.img):
         notes.append(f"A is counted at {a.report.img[0]}x{a.report.img[1]}, B at {b.report.img[0]}x{b.report.img[1]} "

@@ -28,33 +28,31 @@ JSON schema of :meth:`LayerReport.to_dict` (later features add keys, never renam
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import torch
 import torch.nn as nn
 
+from . import units
 from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
+from .inputs import MAX_HW, parse_hw  # noqa: F401  (re-exported: layer.parse_hw)
 from .registry import ModuleSpec, lookup
-from .tracer import BUILT_ON_CPU_NOTE, ShapeError, Tracer
+from .scaling import (  # noqa: F401  (re-exported: the fitting lived here)
+    N_MULTIPLES, Scaling, _BASES, _TERM_FITS, _close, _formula, _num, _ratio, _round_label, _rounded, _step_fit,
+    _step_scaling, _try, classify, classify_total, fit)
+from .shapes import ShapeError
+from .tracer import BUILT_ON_CPU_NOTE, Tracer
 
 CONV_RULES = ("conv", "conv+n")  # rules whose first YAML argument is the output channel count
 LIST_INPUT_RULES = ("concat", "detect", "segment")  # rules of modules that take a list of inputs
 MAX_CHANNELS = 1_000_000
-MAX_HW = 100_000
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul); bias adds not counted",
-    "flops": "2 x macs",
-    "elementwise_flops": "FLOPs of norms, activations, pooling, upsampling, softmax, adds/muls (per-element table)",
-    "terms.value": "MACs for kinds conv/linear/matmul, FLOPs for kind elementwise (see 'unit')",
-    "terms.share": "fraction of the layer's MACs (MAC terms) or of its element-wise FLOPs (element-wise terms)",
-    "terms.values": "the term's value at each of 'sizes' (input H, W), batch as given",
-}
+UNITS = units.pick(
+    ("params", "count"), "macs", "flops", "elementwise_flops", "terms.value", "terms.share", "terms.values")
 
 
 # -- building ---------------------------------------------------------------------------------
@@ -114,7 +112,8 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     notes: list[str] = []
     conv = is_conv_rule(rule)
     yaml_args = [c1 if c2 is None else c2, *args] if conv else list(args)
-    row = _LayerRow(0, -1, n, list(yaml_args), [c1], 1.0, 80, 3 * 85, None, module=name)
+    f = [-1] * rule.inputs if rule.inputs else -1  # a module that fuses k inputs gets k inputs of c1 channels
+    row = _LayerRow(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85, None, module=name)
     try:
         ctor_args, c2_out, n_seq = rule(row)
     except FlopscopeError as e:
@@ -135,6 +134,9 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
         else:
             raise FlopscopeError(f"{name}'s output channels follow its channel rule {rule.name!r} "
                                  f"({rule.description}): {c2_out} here, not {c2}; omit c2")
+    arity = _arity_error(name, spec, list(ctor_args), args, conv, c1)
+    if arity is not None:
+        raise arity
     dev = torch.device(device)
     init_ctx = skip_init() if dev.type == "meta" else contextlib.nullcontext()
     try:
@@ -148,6 +150,81 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     if on_cpu and dev.type == "meta":
         notes.append(BUILT_ON_CPU_NOTE)
     return BuiltLayer(m, spec, yaml_args, list(ctor_args), c2_out, notes)
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _param_text(p: inspect.Parameter) -> str:
+    return p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+
+
+def _arity_error(name: str, spec: ModuleSpec, ctor_args: list, args: list, conv: bool, c1: int):
+    """When the constructor cannot take ``ctor_args`` (required arguments missing, or too many), a one-line
+    error naming the YAML args the module needs, its YAML signature and an example; else None.
+
+    The channel rule fills the first constructor arguments (``c1``, ``c2``, ``n`` ...) and passes the given
+    ``args`` after them, so the YAML signature is the constructor's parameters from there on."""
+    try:
+        sig = inspect.signature(spec.cls)
+    except (TypeError, ValueError):
+        return None  # no signature to read: the constructor reports for itself
+    try:
+        sig.bind(*ctor_args)
+        return None
+    except TypeError:
+        pass
+    params = [p for p in sig.parameters.values() if p.kind in _POSITIONAL]
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+    start = len(ctor_args) - len(args)  # constructor arguments the channel rule fills before the args
+    if not 0 <= start <= len(params):
+        return None
+    head = ["c2"] if conv else []
+    yaml_sig = "[" + ", ".join(head + [_param_text(p) for p in params[start:]] + (["*args"] if varargs else [])) + "]"
+    where = f"YAML signature {yaml_sig} (channel rule {spec.channels.name!r}; c1 from --c" + \
+        (", c2 from --c2, the other args from --args)" if conv else ", the args from --args)")
+    missing = [p for p in params[len(ctor_args):] if p.default is p.empty]
+    if missing:
+        need = params.index(missing[-1]) + 1 - start  # args to give, up to the last required one
+        names = ", ".join(p.name for p in missing)
+        return FlopscopeError(f"{name} needs YAML arg{'s' * (len(missing) > 1)} {names}, not given: {where}; "
+                              f"{_example(name, spec, conv, c1, need, [p.name for p in params[start:start + need]])}")
+    if len(ctor_args) > len(params) and not varargs:
+        return FlopscopeError(f"{name} takes at most {len(params) - start} YAML arg(s){' after c2' * conv}, got "
+                              f"{len(args)} ({list(args)!r}"[:200] + f"): {where}")
+    return None
+
+
+def _example(name: str, spec: ModuleSpec, conv: bool, c1: int, need: int, names: list[str]) -> str:
+    """``e.g. flopscope layer NAME --c C --args '[...]'``, with the values of a bundled config's row when one uses
+    the module (else placeholders naming the arguments)."""
+    found = _bundled_row(name)
+    if found is not None:
+        cfg, row_args = found
+        values = row_args[1:] if conv else row_args
+        if len(values) >= need and all(isinstance(v, (int, float, bool, list, tuple)) or v is None
+                                       for v in values[:need]):
+            return (f"e.g. flopscope layer {name} --c {c1} --args '{list(values[:need])!r}' "
+                    f"({cfg}.yaml has [{', '.join(map(repr, row_args))}])")
+    return f"e.g. flopscope layer {name} --c {c1} --args '[{', '.join(names)}]' with a literal for each"
+
+
+def _bundled_row(name: str):
+    """(config name, args) of the first row of a bundled config that uses module ``name``, or None."""
+    import yaml
+
+    from . import config
+
+    for cfg in config.bundled_names():
+        try:
+            data = yaml.safe_load(config.resolve(cfg)[2])
+        except Exception:  # noqa: BLE001 - an example is optional
+            continue
+        for section in ("backbone", "head"):
+            for row in (data or {}).get(section) or []:
+                if isinstance(row, list) and len(row) == 4 and row[2] == name and isinstance(row[3], list):
+                    return cfg, row[3]
+    return None
 
 
 def build_layer(name: str, c1: int, c2: int | None = None, args: list | None = None, device="meta",
@@ -169,8 +246,13 @@ def _short(args) -> str:
 
 
 # -- counting ---------------------------------------------------------------------------------
-def _trace(m: nn.Module, x, list_input: bool):
-    """Trace ``m`` on shape ``x``; modules taking a list of inputs get ``[x]``."""
+def _trace(m: nn.Module, x, list_input: bool, inputs: int | None = None):
+    """Trace ``m`` on shape ``x``; modules taking a list of inputs get ``[x]`` (``inputs`` copies of ``x`` when
+    the channel rule says how many the module takes)."""
+    if inputs:
+        t = Tracer()
+        xs = [x] * inputs
+        return t(m, xs), t, xs
     first, second = ([x], x) if list_input else (x, [x])
     try:
         t = Tracer()
@@ -210,199 +292,6 @@ def probe_sizes(h: int, w: int) -> list[tuple[int, int]]:
     return [(h * k, w * k) for k in (1, 2, 3, 4)] + [(hs[0], ws[1]), (hs[1], ws[2]), (hs[2], ws[0])]
 
 
-N_MULTIPLES = 4  # the first N_MULTIPLES probe sizes are multiples of the requested size
-
-
-# -- fitting ----------------------------------------------------------------------------------
-def _close(pred, y) -> bool:
-    return abs(pred - y) <= Fraction(1, 2) + abs(y) * Fraction(1, 10 ** 12)
-
-
-def fit(rows: list[list[int]], ys: list[int]) -> list[Fraction] | None:
-    """Exact least-squares fit ``ys ≈ rows @ coef`` (Fractions); ``None`` unless it holds at every point."""
-    k = len(rows[0])
-    if len(rows) < k:
-        return None
-    m = [[Fraction(sum(r[i] * r[j] for r in rows)) for j in range(k)]
-         + [Fraction(sum(r[i] * y for r, y in zip(rows, ys)))] for i in range(k)]
-    for col in range(k):
-        piv = next((r for r in range(col, k) if m[r][col] != 0), None)
-        if piv is None:
-            return None
-        m[col], m[piv] = m[piv], m[col]
-        for r in range(k):
-            if r != col and m[r][col] != 0:
-                f = m[r][col] / m[col][col]
-                m[r] = [a - f * b for a, b in zip(m[r], m[col])]
-    coef = [m[i][k] / m[i][i] for i in range(k)]
-    if all(_close(sum(c * v for c, v in zip(coef, r)), y) for r, y in zip(rows, ys)):
-        return coef
-    return None
-
-
-_BASES = {  # name -> (function of (h, w), label)
-    "1": (lambda h, w: 1, "1"),
-    "HW": (lambda h, w: h * w, "H·W"),
-    "HW2": (lambda h, w: (h * w) ** 2, "(H·W)²"),
-    "H": (lambda h, w: h, "H"),
-    "W": (lambda h, w: w, "W"),
-    "H+W": (lambda h, w: h + w, "(H+W)"),
-    "HW(H+W)": (lambda h, w: h * w * (h + w), "H·W·(H+W)"),
-}
-
-# (bases, class) tried in order; the first exact fit wins
-_TERM_FITS = [
-    (("HW",), "proportional"),
-    (("HW2",), "quadratic"),
-    (("HW", "HW2"), "quadratic"),
-    (("1", "HW2"), "quadratic"),
-    (("1", "HW", "HW2"), "quadratic"),
-    (("1", "HW"), "other"),
-    (("H",), "other"),
-    (("W",), "other"),
-    (("H+W",), "other"),
-    (("1", "H+W"), "other"),
-    (("HW", "H+W"), "other"),
-    (("HW(H+W)",), "other"),
-]
-
-
-def _num(x: Fraction) -> str:
-    v = float(x)
-    if v == int(v) and abs(v) < 1e7:
-        return f"{int(v)}"
-    return f"{v:.4g}"
-
-
-def _formula(bases, coef) -> str:
-    parts = []
-    for b, c in zip(bases, coef):
-        if c == 0:
-            continue
-        label = _BASES[b][1]
-        parts.append(_num(c) if b == "1" else f"{_num(c)}·{label}")
-    return " + ".join(parts).replace("+ -", "- ") or "0"
-
-
-def _try(bases, pts, vals):
-    rows = [[_BASES[b][0](h, w) for b in bases] for h, w in pts]
-    return fit(rows, vals)
-
-
-def _rounded(v: int, s: int, o: int) -> int:
-    return (v + o) // s
-
-
-def _round_label(s: int, o: int) -> tuple[str, str]:
-    if o == 0:
-        return f"⌊H/{s}⌋", f"⌊W/{s}⌋"
-    if o == s - 1:
-        return f"⌈H/{s}⌉", f"⌈W/{s}⌉"
-    sign = "+" if o > 0 else "-"
-    return f"⌊(H{sign}{abs(o)})/{s}⌋", f"⌊(W{sign}{abs(o)})/{s}⌋"
-
-
-def _step_fit(pts, vals):
-    """``v = a·R(H)·R(W)`` or ``a·(R(H)·R(W))²`` with ``R(x) = ⌊(x+o)/s⌋`` (a stride, a padded window)."""
-    smallest = min(min(p) for p in pts)
-    for s in range(2, min(64, smallest // 2) + 1):
-        for o in dict.fromkeys((s - 1, 0, 1, -1, 2, -2)):  # ceil, floor, then small conv offsets
-            areas = [_rounded(h, s, o) * _rounded(w, s, o) for h, w in pts]
-            if min(areas) <= 0:
-                continue
-            for power, suffix in ((1, ""), (2, "²")):
-                coef = fit([[a ** power] for a in areas], vals)
-                if coef is not None and coef[0] != 0:
-                    rh, rw = _round_label(s, o)
-                    body = f"{rh}·{rw}" if power == 1 else f"({rh}·{rw})²"
-                    return power, f"∝ {body}"
-    return None
-
-
-@dataclass
-class Scaling:
-    cls: str  # constant | proportional | quadratic | step | other (| affine, for totals)
-    detail: str
-    ratio_2x: float | None = None  # value(2H, 2W) / value(H, W)
-    coefficients: dict | None = None  # basis label ('1', 'H·W', '(H·W)²') -> coefficient, for exact fits
-
-    def to_dict(self) -> dict:
-        return {"class": self.cls, "detail": self.detail, "ratio_2x": self.ratio_2x,
-                "coefficients": None if self.coefficients is None else dict(self.coefficients)}
-
-
-def _ratio(pts, vals) -> float | None:
-    """value at twice the requested size over the value at the requested size (the first two probes)."""
-    if len(pts) >= 2 and pts[1] == (2 * pts[0][0], 2 * pts[0][1]) and vals[0]:
-        return vals[1] / vals[0]
-    return None
-
-
-def _step_scaling(power: int, detail: str, ratio) -> Scaling:
-    """A rounded-size fit: proportional to it is a step; its square (padded attention) stays quadratic."""
-    return Scaling("step", detail, ratio) if power == 1 else Scaling("quadratic", f"{detail} (padding steps)", ratio)
-
-
-def classify(pts: list[tuple[int, int]], vals: list[int], n_multiples: int = N_MULTIPLES) -> Scaling:
-    """Scaling class of one term from its values at the probe sizes (fitted, exact)."""
-    ratio = _ratio(pts, vals)
-    if len(set(vals)) == 1:
-        return Scaling("constant", "constant" if vals[0] else "0 at every size", ratio)
-    if any(v == 0 for v in vals):
-        zero = [f"{h}x{w}" for (h, w), v in zip(pts, vals) if v == 0]
-        return Scaling("step", f"zero at {', '.join(zero[:3])}{'…' if len(zero) > 3 else ''}; non-zero at other "
-                               f"sizes (padding / rounding)", ratio)
-    if len(pts) < 3:
-        return Scaling("other", "too few sizes to fit", ratio)
-    for bases, cls in _TERM_FITS:
-        coef = _try(bases, pts, vals)
-        if coef is not None and all(c != 0 for c in coef):
-            detail = f"∝ {_BASES[bases[0]][1]}" if len(bases) == 1 else f"= {_formula(bases, coef)}"
-            return Scaling(cls, detail, ratio)
-    step = _step_fit(pts, vals)
-    if step:  # a rounded / padded size; padded global attention stays quadratic
-        power, detail = step
-        return _step_scaling(power, detail, ratio)
-    mult = list(range(min(n_multiples, len(pts))))
-    if len(mult) >= 3:
-        for bases, what, cls in ((("HW",), "H·W", "step"), (("HW2",), "(H·W)²", "quadratic")):
-            if _try(bases, [pts[i] for i in mult], [vals[i] for i in mult]) is not None:
-                return Scaling(cls, f"∝ {what} at multiples of the requested size; differs at odd sizes "
-                                    f"(padding / rounding)", ratio)
-    return Scaling("other", "no simple fit in H, W", ratio)
-
-
-def classify_total(pts, vals, term_classes, n_multiples: int = N_MULTIPLES) -> Scaling:
-    """Scaling of a sum of terms: constant / proportional / affine / quadratic (exact fits), else step / other."""
-    ratio = _ratio(pts, vals)
-    if not any(vals):
-        return Scaling("constant", "0 at every size", ratio)
-    if len(set(vals)) == 1:
-        return Scaling("constant", f"= {_num(Fraction(vals[0]))} at every size", ratio)
-    for bases, cls in ((("HW",), "proportional"), (("1", "HW"), "affine"), (("HW", "HW2"), "quadratic"),
-                       (("HW2",), "quadratic"), (("1", "HW", "HW2"), "quadratic")):
-        coef = _try(bases, pts, vals) if len(pts) >= 3 else None
-        if coef is not None and all(c != 0 for c in coef):
-            return Scaling(cls, f"= {_formula(bases, coef)}", ratio,
-                           {_BASES[b][1]: float(c) for b, c in zip(bases, coef)})
-    step = _step_fit(pts, vals) if len(pts) >= 3 else None
-    if step:
-        power, detail = step
-        return _step_scaling(power, detail, ratio)
-    # exact at multiples of the requested size only: padding / rounding steps at other sizes
-    mult = list(range(min(n_multiples, len(pts))))
-    if len(mult) >= 3:
-        for bases in (("HW",), ("1", "HW"), ("HW", "HW2"), ("HW2",), ("1", "HW", "HW2")):
-            coef = _try(bases, [pts[i] for i in mult], [vals[i] for i in mult])
-            if coef is not None and all(c != 0 for c in coef):
-                return Scaling("quadratic" if "HW2" in bases else "step",
-                               f"= {_formula(bases, coef)} at multiples of the requested size; steps at other "
-                               f"sizes (padding / rounding)", ratio,
-                               {_BASES[b][1]: float(c) for b, c in zip(bases, coef)})
-    if "step" in term_classes:
-        return Scaling("step", "steps at sizes that are not multiples of the requested size (padding / rounding)",
-                       ratio)
-    return Scaling("other", "not a simple function of H·W", ratio)
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -480,29 +369,6 @@ class LayerReport:
         }
 
 
-def parse_hw(hw) -> tuple[int, int]:
-    """80 -> (80, 80); '80,60', '80x60' or (80, 60) -> (80, 60) as (H, W)."""
-    if isinstance(hw, str):
-        parts = [p.strip() for p in hw.lower().replace("x", ",").split(",")]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--hw must be an integer or H,W integers, got {hw!r}") from None
-    elif isinstance(hw, int) and not isinstance(hw, bool):
-        vals = [hw]
-    elif isinstance(hw, (tuple, list)):
-        vals = list(hw)
-    else:
-        raise FlopscopeError(f"--hw must be an integer or H,W integers, got {hw!r}")
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals):
-        raise FlopscopeError(f"--hw must be one or two positive integers, got {hw!r}")
-    if max(vals) > MAX_HW:
-        raise FlopscopeError(f"--hw {hw} is not a plausible feature-map size (max {MAX_HW})")
-    return vals[0], vals[1]
-
-
 def profile_layer(name: str, c1: int, c2: int | None = None, hw=(80, 80), batch: int = 1, args: list | None = None,
                   n: int = 1) -> LayerReport:
     """Count one registered module on a ``(batch, c1, H, W)`` input: params, output shape, named terms,
@@ -519,7 +385,7 @@ def profile_layer(name: str, c1: int, c2: int | None = None, hw=(80, 80), batch:
     base = None
     for k, (hh, ww) in enumerate(sizes):
         try:
-            out, t, x_used = _trace(m, (batch, c1, hh, ww), list_input)
+            out, t, x_used = _trace(m, (batch, c1, hh, ww), list_input, spec.channels.inputs)
         except FlopscopeError as e:
             if k == 0:
                 raise FlopscopeError(f"{name} at {hh}x{ww}: {e}") from None

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from .cost import ELEMENTWISE_COST
 from .registry import formula
-from .tracer import ShapeError, check_channels, conv_out
+from .shapes import ShapeError, check_channels, conv_out
 
 
 def _pair(v):

@@ -13,23 +13,32 @@ A plugin is a Python file with ``nn.Module`` classes written the way YOLOv5 user
   ``models.yolo`` / ``models.experimental`` / ``models``, and relative ``from .common import``)
   is served by a shim holding the same zoo names -- only for the plugin's own imports, and ahead
   of any real ``models`` package on ``sys.path``.  Other imports are ordinary imports.
-* **Channel rules.**  A class is registered for YAML use under its class name.  Its channel rule
-  comes from ``@flopscope.register(channels=...)``, or a class attribute
-  ``flopscope_channels = "conv" | "conv+n" | "same" | "none" | "concat" | "detect"`` (or a
-  :class:`~flopscope.channels.ChannelRule`, or a function ``rule(row) -> (args, c2, n)``); an
-  optional ``flopscope_name`` sets the YAML name.  Without either, a rule is inferred from the
-  constructor's parameter names -- ``(c1, c2, n, ...)`` -> ``conv+n``, ``(c1, c2, ...)`` -> ``conv``,
-  ``(c1, <non-channel>...)`` -> ``same``, no parameters -> ``none``, anything else -> ``conv`` --
-  and a warning says so.
+* **Inside a project, imports work as there.**  When the file lies in a project (the nearest
+  directory above it holding a ``models/`` and/or ``utils/`` package -- YOLOv5's ROOT), that root is
+  on ``sys.path`` while the file loads, and ``models.common`` etc. resolve to the project's own files
+  where it has them, to flopscope's zoo only where it does not (:mod:`flopscope.fork`); ``sys.path``
+  and ``sys.modules`` are restored afterwards.
+* **Channel rules, never guessed.**  A class is registered for YAML use under its class name.  Its
+  channel rule comes, in this order, from ``@flopscope.register(channels=...)`` or a class
+  attribute ``flopscope_channels = "conv" | "conv+n" | "same" | "none" | "concat" | "detect"`` (or a
+  :class:`~flopscope.channels.ChannelRule`, or a function ``rule(row) -> (args, c2, n)``); the
+  project's own ``parse_model`` (``models/yolo.py``, read statically: the branch that names the
+  class, or its final ``else``); ``--channels NAME=RULE``; and only then the constructor signature
+  where it is unambiguous -- ``(c1, c2, n, ...)`` -> ``conv+n``, ``(c1, c2, ...)`` -> ``conv`` (an
+  input and an output channel name), ``(c1, <non-channel>...)`` -> ``same``, no parameters ->
+  ``none``.  Otherwise a YAML row using the class fails with one line naming the class, its
+  signature and how to give the rule (``--channels MLCA=same``).  Every spec records where its
+  rule came from (``rule_source``; the ``channel_rule`` of each layer in the JSON).
 * **Cost.**  ``@flopscope.formula(Cls)`` (or a ``flopscope_formula`` attribute) gives an exact
   formula; classes without one are counted by FlopCounterMode on a forward of that layer, and
   the layer's ``counted_by`` says so (marked ``*`` in tables).
-* **Shadowing is reported, never silent.**  A file that defines the same class name twice (Python
-  keeps the last; every class in the file that uses the name gets that one -- the trap of a
-  ``Bottleneck`` pasted into ``common.py``) and a class whose name is already registered
-  (``Bottleneck``, ``C3`` ...) are warned about, naming both definitions.  A built-in is never
-  replaced: configs that say ``Bottleneck`` keep the zoo's; the plugin's class is registered as
-  ``<stem>.Bottleneck`` (e.g. ``common.Bottleneck``), which a YAML row can name.
+* **The user's code wins.**  A class whose name is already registered (``SEAttention``, ``C3`` ...)
+  replaces it while the plugin is loaded, as in YOLOv5 where the later definition is what gets
+  built; one warning names both definitions, reports note it, and the built-in stays reachable as
+  ``flopscope.<Name>``.  A file that defines the same class name twice (Python keeps the last;
+  every class in the file that uses the name gets that one -- the trap of a ``Bottleneck`` pasted
+  into ``common.py``) is warned about too.  Warnings are summarised, one line per kind
+  (``--verbose`` prints each).
 
 Errors while executing the file are reported as ``file:line: message`` (exit 2).
 """
@@ -53,13 +62,14 @@ from . import channels as ch
 from .errors import FlopscopeError
 from .registry import FORMULAS, MODULES, SOURCES, ModuleSpec, PluginScope, add_module, formula, formula_for, \
     load_zoo, plugin_scope, remove_origin
+from . import fork as forkmod
 
 
 class PluginError(FlopscopeError):
     """A plugin file that cannot be loaded (message starts with ``file:line:``)."""
 
 
-RULES = {
+CHANNEL_RULES = {
     "conv": ch.conv_like, "conv_like": ch.conv_like,
     "conv+n": ch.conv_like_repeat, "conv_like_repeat": ch.conv_like_repeat, "repeat": ch.conv_like_repeat,
     "same": ch.same_channel, "same_channel": ch.same_channel,
@@ -89,6 +99,9 @@ class Plugin:
     notes: list[str] = field(default_factory=list)
     formulas: list[type] = field(default_factory=list)
     digest: str = ""
+    root: Path | None = None  # the project the file lies in (see flopscope.fork.project_root)
+    channels: dict = field(default_factory=dict)  # the --channels overrides it was loaded with
+    kinds: list[str] = field(default_factory=list)  # the kind of each warning (summaries group by kind)
 
     @property
     def names(self) -> dict[str, str]:
@@ -124,13 +137,50 @@ def _key(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def load_plugins(paths: list[str], stream=None) -> list[Plugin]:
-    """Load plugin files in order; warnings and notes go to ``stream`` (stderr)."""
+#: ``--channels NAME=RULE`` of this run (set by the CLI; ``load_plugin(channels=...)`` for the API)
+CHANNEL_OVERRIDES: dict[str, str] = {}
+
+
+def parse_channels(items: list[str]) -> dict[str, str]:
+    """``['MLCA=same', 'X=conv']`` -> ``{'MLCA': 'same', 'X': 'conv'}``; a bad item is a one-line error."""
+    from .errors import suggestion
+
+    out = {}
+    for item in items:
+        name, sep, rule = (item or "").partition("=")
+        name, rule = name.strip(), rule.strip()
+        if not sep or not name or not rule:
+            raise PluginError(f"--channels {item!r}: expected NAME=RULE, e.g. --channels MLCA=same")
+        if rule not in CHANNEL_RULES:
+            raise PluginError(f"--channels {item}: unknown rule {rule!r}{suggestion(rule, CHANNEL_RULES)} "
+                              f"(rules: {', '.join(_RULE_HELP)})")
+        out[name] = rule
+    return out
+
+
+_RULE_HELP = ("conv", "conv+n", "same", "none", "concat", "detect")
+
+
+def check_channel_names(overrides: dict, plugins: list[Plugin]) -> None:
+    """Every ``--channels NAME`` must name a plugin class."""
+    from .errors import suggestion
+
+    known = {c for p in plugins for c in [*p.names, *p.names.values()]}
+    for name in overrides:
+        if name not in known:
+            where = "no plugin is loaded (--plugin FILE)" if not plugins else "no plugin class has that name"
+            raise PluginError(f"--channels {name}={overrides[name]}: {where}{suggestion(name, known)}")
+
+
+def load_plugins(paths: list[str], stream=None, verbose: bool = False,
+                 channels: dict[str, str] | None = None) -> list[Plugin]:
+    """Load plugin files in order; warnings and notes go to ``stream`` (stderr), one line per kind
+    (``verbose``: every warning)."""
     stream = sys.stderr if stream is None else stream
     out = []
     for p in paths:
-        plugin = load_plugin(p)
-        for w in plugin.warnings:
+        plugin = load_plugin(p, channels=channels)
+        for w in (plugin.warnings if verbose else summarise(plugin)):
             stream.write(f"flopscope: warning: {w}\n")
         for n in plugin.notes:
             stream.write(f"flopscope: note: {n}\n")
@@ -138,8 +188,43 @@ def load_plugins(paths: list[str], stream=None) -> list[Plugin]:
     return out
 
 
-def load_plugin(path: str | os.PathLike) -> Plugin:
-    """Execute a plugin file and register its ``nn.Module`` classes (idempotent per file content)."""
+def summarise(plugin: Plugin) -> list[str]:
+    """One line per kind of warning: the warning itself when it is the only one of its kind."""
+    groups: dict[str, list[str]] = {}
+    for kind, w in zip(plugin.kinds, plugin.warnings):
+        groups.setdefault(kind, []).append(w)
+    out = []
+    for kind, ws in groups.items():
+        if len(ws) == 1:
+            out.append(ws[0])
+            continue
+        label = _KIND_LABEL.get(kind, kind)
+        names = [_subject(w) for w in ws]
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        out.append(f"{plugin.path}: {len(ws)} {label}: {shown} (--verbose prints each, with both definitions)")
+    return out
+
+
+_KIND_LABEL = {
+    "replaces": "classes replace the registered module of the same name for this run",
+    "twice": "class names are defined more than once (Python keeps the last)",
+    "zoo-shadow": "classes shadow flopscope's class of the same name inside this file",
+    "registered-twice": "YAML names are registered twice (the later one is used)",
+    "inferred": "channel rules taken from constructor signatures",
+    "no-rule": "classes have no channel rule",
+    "ignored": "--channels options are ignored",
+}
+
+
+def _subject(w: str) -> str:
+    m = re.search(r"(?:class|YAML name|--channels) '?([\w.]+)'?", w)
+    return m.group(1) if m else w[:40]
+
+
+def load_plugin(path: str | os.PathLike, channels: dict[str, str] | None = None) -> Plugin:
+    """Execute a plugin file and register its ``nn.Module`` classes (idempotent per file content
+    and ``channels`` overrides; default: :data:`CHANNEL_OVERRIDES`)."""
+    channels = dict(CHANNEL_OVERRIDES if channels is None else channels)
     path = os.path.normpath(str(path)) if str(path) else ""
     if not path:
         raise PluginError("--plugin needs a Python file")
@@ -158,7 +243,7 @@ def load_plugin(path: str | os.PathLike) -> Plugin:
     key = _key(path)
     old = _LOADED.get(key)
     if old is not None:
-        if old.digest == digest:
+        if old.digest == digest and old.channels == channels:
             return old
         old.unload()
 
@@ -174,35 +259,46 @@ def load_plugin(path: str | os.PathLike) -> Plugin:
     module_name = f"flopscope_plugin_{stem}_{digest[:8]}"
     module = types.ModuleType(module_name, f"flopscope plugin {path}")
     module.__file__ = path
+    root = forkmod.project_root(path)
+    preload = {}
+    if root is not None:
+        rel = p.resolve().relative_to(root)
+        if len(rel.parts) == 2 and rel.parts[0] in forkmod.PROJECT_PACKAGES and rel.suffix == ".py":
+            # the project's models/common.py: its siblings' `from models.common import ...` get this module
+            module.__package__ = rel.parts[0]
+            preload[f"{rel.parts[0]}.{rel.stem}"] = module
     zoo = zoo_namespace()
     module.__dict__.update(zoo)
     created: list[tuple[type, int]] = []
-    module.__dict__["__builtins__"] = _plugin_builtins(path, created)
+    module.__dict__["__builtins__"] = _plugin_builtins(path, created, root)
     sys.modules[module_name] = module
-    plugin = Plugin(path, module_name, stem, module, digest=digest)
+    plugin = Plugin(path, module_name, stem, module, digest=digest, root=root, channels=channels)
+    fork_rules = forkmod.rules_for_root(root)
 
     with plugin_scope(path, stem) as scope:
         try:
             code = compile(source, path, "exec")
-            exec(code, module.__dict__)  # noqa: S102 - the user asked for this file to be run
+            with forkmod.project_imports(root, zoo if root is not None else None, preload):
+                exec(code, module.__dict__)  # noqa: S102 - the user asked for this file to be run
         except BaseException as e:  # noqa: BLE001 - any failure of the user's file, SystemExit included
             if isinstance(e, KeyboardInterrupt):
                 raise
             _abort(scope, module_name)
-            raise PluginError(_located(e, path)) from None
+            raise PluginError(_located(e, path, root)) from None
         _place_classes(created, classdefs, path)
         try:
-            inferred = _register_undeclared(module, module_name, path)
+            decided = _register_undeclared(module, module_name, path, fork_rules, channels)
         except FlopscopeError as e:
             _abort(scope, module_name)
             raise PluginError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
     plugin.modules = list(scope.registered)
     plugin.formulas = list(scope.formulas)
-    plugin.warnings = _warnings(plugin, scope, classdefs, inferred, zoo)
+    found = _warnings(plugin, scope, classdefs, decided, zoo)
+    plugin.kinds, plugin.warnings = [k for k, _ in found], [w for _, w in found]
     nf = plugin.no_formula
     if nf:
-        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted by the op-level counter on a "
-                            f"meta forward of the layer (marked * / counted_by in reports)")
+        plugin.notes.append(f"{path}: no cost formula for {', '.join(nf)}; counted op by op (the op-level counter) "
+                            f"on the layer (marked * / counted_by in reports)")
     _LOADED[key] = plugin
     return plugin
 
@@ -214,7 +310,7 @@ def _abort(scope: PluginScope, module_name: str) -> None:
     sys.modules.pop(module_name, None)
 
 
-def _located(e: BaseException, path: str) -> str:
+def _located(e: BaseException, path: str, root=None) -> str:
     line = None
     if isinstance(e, SyntaxError) and e.filename == path:
         line = e.lineno
@@ -228,8 +324,12 @@ def _located(e: BaseException, path: str) -> str:
     else:
         text = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     if isinstance(e, ImportError) and (getattr(e, "name", None) or "").split(".")[0] in ("models", "utils"):
-        text += (" (a plugin gets flopscope's zoo as models.common / models.yolo / models.experimental; YOLOv5's "
-                 "other modules are not available -- drop the import)")
+        if root is None:
+            text += (" (the file is not inside a project with models/ or utils/ packages; a plugin alone gets "
+                     "flopscope's zoo as models.common / models.yolo / models.experimental -- put the file in its "
+                     "project or drop the import)")
+        else:
+            text += f" (imports resolve from the project root {root})"
     return f"{path}:{line}: {text}" if line else f"{path}: {text}"
 
 
@@ -279,8 +379,9 @@ def _shims(zoo: dict) -> dict[str, types.ModuleType]:
     return mods
 
 
-def _plugin_builtins(path: str, created: list) -> dict:
-    """The plugin's ``__builtins__``: ``__import__`` serves the YOLOv5 shims, ``__build_class__``
+def _plugin_builtins(path: str, created: list, root=None) -> dict:
+    """The plugin's ``__builtins__``: ``__import__`` serves the YOLOv5 shims (outside a project;
+    inside one, :func:`flopscope.fork.project_imports` resolves them), ``__build_class__``
     records where each class was created (a name defined twice has two definitions)."""
     shims = _shims(zoo_namespace())
     real_import = builtins.__import__
@@ -288,6 +389,8 @@ def _plugin_builtins(path: str, created: list) -> dict:
 
     def _import(name, globals=None, locals=None, fromlist=(), level=0):
         target = None
+        if root is not None and (level == 0 or (globals or {}).get("__package__")):
+            return real_import(name, globals, locals, fromlist, level)
         if level == 0 and name in shims:
             target = name
         elif level > 0 and name in ("common", "yolo", "experimental"):
@@ -348,29 +451,74 @@ def _place_classes(created, classdefs, path) -> None:
             SOURCES[cls] = f"{path}:{best.lineno}"
 
 
-def _params(cls) -> list[str]:
+def _params(cls) -> list[str] | None:
+    """Positional constructor parameters; None when they cannot be known (``*args``, no signature)."""
+    if cls.__init__ is nn.Module.__init__:
+        return []
     try:
         sig = inspect.signature(cls.__init__)
     except (TypeError, ValueError):
-        return []
-    return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in
-            (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        return None
+    ps = [p for p in sig.parameters.values() if p.name != "self"]
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in ps):
+        return None
+    return [p.name for p in ps if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
 
 
-def infer_rule(cls) -> tuple[ch.ChannelRule, str]:
-    """A channel rule guessed from the constructor's parameter names, and why."""
+def signature_text(cls) -> str:
+    """``MLCA(in_size, local_size=5, ...)`` as the constructor declares it."""
+    try:
+        sig = inspect.signature(cls.__init__)
+        ps = [str(p) for p in sig.parameters.values() if p.name != "self"]
+    except (TypeError, ValueError):
+        ps = ["..."]
+    return f"{cls.__name__}({', '.join(ps)})"
+
+
+#: names that can only mean the input / output channel count
+_IN_NAME = re.compile(r"^(c1|c_?in|cin|ch_?in|in_?(ch|chs|channels?|c|planes|chans|features)|inp|inc|inplanes|nin|"
+                      r"dim_?in|in_?dim|c1_)$", re.IGNORECASE)
+_OUT_NAME = re.compile(r"^(c2|c_?out|cout|ch_?out|out_?(ch|chs|channels?|c|planes|chans|features)|oup|ouc|outc|"
+                       r"outplanes|nout|dim_?out|out_?dim|c2_)$", re.IGNORECASE)
+
+
+def infer_rule(cls) -> tuple[ch.ChannelRule | None, str]:
+    """A channel rule from the constructor's parameter names, only where they are unambiguous
+    (None otherwise), and why."""
     params = _params(cls)
+    if params is None:
+        return None, f"{signature_text(cls)} does not name its parameters"
     sig = f"__init__({', '.join(params[:4])}{', ...' if len(params) > 4 else ''})"
     if not params:
         return ch.passthrough, f"none, from {sig}"
     chan = [bool(_CHANNEL_NAME.match(n)) for n in params]
-    if chan[0] and len(params) > 1 and chan[1]:
+    if len(params) > 1 and _IN_NAME.match(params[0]) and _OUT_NAME.match(params[1]):
         if len(params) > 2 and _REPEAT_NAME.match(params[2]):
             return ch.conv_like_repeat, f"conv+n, from {sig}"
         return ch.conv_like, f"conv, from {sig}"
-    if chan[0]:
+    if chan[0] and not any(chan[1:]):
         return ch.same_channel, f"same, from {sig}"
-    return ch.conv_like, f"conv (default), from {sig}"
+    return None, f"{signature_text(cls)} does not say which YAML args are channel counts"
+
+
+def suggested_rule(cls) -> str:
+    """The rule to name in the hint (a hint only, never applied): 'same' when the first parameter
+    looks like a size / channel count, else 'none'."""
+    params = _params(cls) or []
+    first = params[0] if params else ""
+    return "same" if re.search(r"(^c\d?$|^c_|chan|dim|size|^in|planes|feat)", first, re.IGNORECASE) else "none"
+
+
+def no_rule(cls, name: str, where: str, why: str) -> ch.ChannelRule:
+    """The rule of a class without one: a YAML row using it fails with one line saying how to give it."""
+    hint = suggested_rule(cls)
+    text = (f"{name} ({where}): no channel rule -- {why}; give one: --channels {name}={hint} (or "
+            f"{', '.join(r for r in _RULE_HELP if r != hint)}), or flopscope_channels = '{hint}' in the class")
+
+    def refuse(row):
+        raise row.error(text)
+
+    return ch.ChannelRule("unknown", "no channel rule (a row using it is refused; see --channels)", refuse)
 
 
 def declared_rule(cls, where: str) -> ch.ChannelRule | None:
@@ -380,10 +528,10 @@ def declared_rule(cls, where: str) -> ch.ChannelRule | None:
     if isinstance(rule, ch.ChannelRule):
         return rule
     if isinstance(rule, str):
-        if rule not in RULES:
+        if rule not in CHANNEL_RULES:
             raise FlopscopeError(f"{where}: {cls.__name__}.flopscope_channels = {rule!r} is not a rule; use one of "
-                                 f"{', '.join(sorted(set(RULES)))}")
-        return RULES[rule]
+                                 f"{', '.join(sorted(set(CHANNEL_RULES)))}")
+        return CHANNEL_RULES[rule]
     fn = rule.__func__ if isinstance(rule, (staticmethod, classmethod)) else rule
     if callable(fn):
         return ch.ChannelRule(getattr(fn, "__name__", "custom"), inspect.getdoc(fn) or "plugin rule", fn)
@@ -391,11 +539,13 @@ def declared_rule(cls, where: str) -> ch.ChannelRule | None:
                          f"function rule(row) -> (args, c2, n), got {rule!r}")
 
 
-def _register_undeclared(module, module_name, path) -> list[tuple[str, str]]:
-    """Register the file's ``nn.Module`` classes that no decorator registered; returns (name, why)
-    for each inferred rule."""
+def _register_undeclared(module, module_name, path, fork_rules=None, channels=None) -> list[tuple[str, str, str]]:
+    """Register the file's ``nn.Module`` classes that no decorator registered, with a channel rule
+    from (in order) ``flopscope_channels``, the project's parse_model, ``--channels``, an unambiguous
+    signature; returns (kind, name, detail) for the warnings."""
+    channels = channels or {}
     mine = {s.cls for s in MODULES.values() if s.origin == path}
-    inferred = []
+    decided = []
     for k, v in list(vars(module).items()):
         if not (isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name
                 and v.__name__ == k and not k.startswith("_")):
@@ -403,18 +553,36 @@ def _register_undeclared(module, module_name, path) -> list[tuple[str, str]]:
         if "flopscope_formula" in vars(v) and formula_for(v) is None:
             fn = vars(v)["flopscope_formula"]
             formula(v)(fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn)
+        name = getattr(v, "flopscope_name", None) or k
+        override = channels.get(name, channels.get(k))
         if v in mine:
+            if override is not None:
+                decided.append(("ignored", name, "@flopscope.register(channels=...)"))
             continue
         where = SOURCES.get(v, path)
         rule = declared_rule(v, where)
-        name = getattr(v, "flopscope_name", None) or k
-        if rule is None:
-            rule, why = infer_rule(v)
-            inferred.append((name, why))
-            add_module(name, v, rule, inferred=True)
+        if rule is not None:
+            add_module(name, v, rule, rule_source=f"flopscope_channels ({where})")
+            if override is not None:
+                decided.append(("ignored", name, f"flopscope_channels ({where})"))
+            continue
+        fr = fork_rules.rule(k) if fork_rules is not None else None
+        if fr is not None:
+            add_module(name, v, fr[0], rule_source=fr[1])
+            if override is not None:
+                decided.append(("ignored", name, fr[1]))
+            continue
+        if override is not None:
+            add_module(name, v, CHANNEL_RULES[override], rule_source=f"--channels {name}={override}")
+            continue
+        rule, why = infer_rule(v)
+        if rule is not None:
+            add_module(name, v, rule, inferred=True, rule_source=f"signature {signature_text(v)}")
+            decided.append(("inferred", name, why))
         else:
-            add_module(name, v, rule)
-    return inferred
+            add_module(name, v, no_rule(v, name, where, why), inferred=True, rule_source="none")
+            decided.append(("no-rule", name, why))
+    return decided
 
 
 def _users_in_zoo(name: str) -> list[str]:
@@ -455,7 +623,8 @@ def _users_in_file(name: str, classdefs: list[ast.ClassDef], after: int = 0) -> 
     return users
 
 
-def _warnings(plugin: Plugin, scope: PluginScope, classdefs, inferred, zoo) -> list[str]:
+def _warnings(plugin: Plugin, scope: PluginScope, classdefs, decided, zoo) -> list[tuple[str, str]]:
+    """(kind, message) of everything the user should know about the file."""
     path = plugin.path
     out = []
     by_name: dict[str, list[ast.ClassDef]] = {}
@@ -470,34 +639,41 @@ def _warnings(plugin: Plugin, scope: PluginScope, classdefs, inferred, zoo) -> l
                f"{' and '.join(f'{path}:{ln}' for ln in lines)}; Python keeps the last one ({path}:{lines[-1]})")
         if users:
             msg += f", so every class here that uses {name} builds with it: {', '.join(users)}"
-        out.append(msg)
-    for name, old, target, cls in scope.shadowed:
+        out.append(("twice", msg))
+    for name, old, alias, cls in scope.shadowed:
         users = _users_in_zoo(name) if old.origin == "flopscope" else []
         kind = "built-in" if old.origin in ("flopscope", "torch") else f"plugin ({old.origin})"
-        msg = (f"{SOURCES.get(cls, path)}: class {name} shadows the {kind} {name} ({old.where}); configs that say "
-               f"'{name}' keep the {kind}, this class is registered as '{target}'")
+        msg = (f"{SOURCES.get(cls, path)}: class {name} replaces the {kind} {name} ({old.where}) for this run: "
+               f"configs that say '{name}' build this class; the {kind} stays available as '{alias}'")
         if users:
-            msg += (f" (pasted into YOLOv5's models/common.py it would replace {name} inside "
-                    f"{', '.join(users)} too)")
-        out.append(msg)
+            msg += (f" (flopscope's {', '.join(users)} keep{'s' if len(users) == 1 else ''} using the {kind} "
+                    f"{name} inside; pasted into YOLOv5's models/common.py this class would be used there too)")
+        out.append(("replaces", msg))
     # a class defined in the file whose name is a zoo block that is not registered (e.g. TransformerLayer)
     reg_names = {n for n, *_ in scope.shadowed}
     for name, nodes in by_name.items():
         if name in reg_names or name in MODULES and MODULES[name].origin == path:
             continue
         if name in zoo and isinstance(zoo[name], type) and name not in MODULES:
-            out.append(f"{path}:{nodes[-1].lineno}: class {name} shadows flopscope's {name} "
-                       f"({SOURCES.get(zoo[name]) or _safe_where(zoo[name])}) inside this file")
+            out.append(("zoo-shadow", f"{path}:{nodes[-1].lineno}: class {name} shadows flopscope's {name} "
+                                      f"({SOURCES.get(zoo[name]) or _safe_where(zoo[name])}) inside this file"))
     for name, old_cls, new_cls in scope.redefined:
         if name not in by_name or len(by_name[name]) < 2:  # e.g. flopscope_name used twice
-            out.append(f"{path}: YAML name '{name}' is registered twice ({SOURCES.get(old_cls, path)} and "
-                       f"{SOURCES.get(new_cls, path)}); the later one is used")
-    if inferred:
-        out.append(f"{path}: no channel rule declared for {', '.join(f'{n} ({why})' for n, why in inferred)}; "
-                   f"inferred -- declare one with flopscope_channels = 'conv' | 'conv+n' | 'same' | 'none' | 'concat' "
-                   f"or @flopscope.register(channels=...)")
+            out.append(("registered-twice", f"{path}: YAML name '{name}' is registered twice "
+                                            f"({SOURCES.get(old_cls, path)} and {SOURCES.get(new_cls, path)}); "
+                                            f"the later one is used"))
+    for kind, name, detail in decided:
+        if kind == "inferred":
+            out.append(("inferred", f"{path}: class {name}: channel rule {detail} (no rule declared; declare one "
+                                    f"with flopscope_channels = 'conv' | 'conv+n' | 'same' | 'none' | 'concat', "
+                                    f"or --channels {name}=RULE)"))
+        elif kind == "no-rule":
+            out.append(("no-rule", f"{path}: class {name}: no channel rule ({detail}); a config using it fails "
+                                   f"until you give one: --channels {name}={suggested_rule(MODULES[name].cls)}"))
+        elif kind == "ignored":
+            out.append(("ignored", f"--channels {name}=...: ignored, the rule of {name} comes from {detail}"))
     if not scope.registered:
-        out.append(f"{path}: defines no nn.Module class; nothing registered")
+        out.append(("empty", f"{path}: defines no nn.Module class; nothing registered"))
     return out
 
 

@@ -12,9 +12,11 @@ users' plugin files go through the same path)::
 
 A name or class registered twice is an error that names both definitions -- the builder never
 silently picks one of two classes with the same name.  Plugin files (:mod:`flopscope.plugins`)
-register inside :func:`plugin_scope`: there a name that is already taken by the zoo (or by another
-plugin) is *not* replaced; the plugin's class is registered under a qualified name
-(``<file stem>.<Name>``) and the shadowing is recorded, naming both definitions.
+register inside :func:`plugin_scope`: there the user's code wins, as in YOLOv5 where the later
+definition in ``common.py`` is what gets built -- a name already taken by the zoo (or by another
+plugin) is replaced for as long as the plugin is loaded, the replaced class stays reachable under a
+qualified name (``flopscope.<Name>``, or ``<stem>.<Name>`` for another plugin's class) and the
+replacement is recorded, naming both definitions.  Unloading the plugin restores it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .channels import ChannelRule  # noqa: F401  (annotations)
 from .errors import FlopscopeError, suggestion
 
 
@@ -34,6 +37,9 @@ class ModuleSpec:
     description: str = ""
     origin: str = "flopscope"  # 'flopscope', 'torch' or a plugin file path
     inferred: bool = False  # channel rule guessed for a plugin class without one
+    rule_source: str = ""  # where the channel rule came from ('' = the module's own registration)
+    replaces: "ModuleSpec | None" = None  # the definition this plugin class replaces under the same name
+    replaced_as: str = ""  # the qualified name the replaced definition stays reachable under
 
     @property
     def signature(self) -> str:
@@ -78,7 +84,7 @@ class PluginScope:
     origin: str  # the plugin file path
     qualifier: str  # prefix for names that are already taken, e.g. 'common'
     registered: list = field(default_factory=list)  # ModuleSpec registered by this plugin
-    shadowed: list = field(default_factory=list)  # (name, old ModuleSpec, qualified name, cls)
+    shadowed: list = field(default_factory=list)  # (name, old ModuleSpec, qualified name of old, cls) -- replaced
     redefined: list = field(default_factory=list)  # (name, old cls, new cls) -- same file, later wins
     formulas: list = field(default_factory=list)  # classes given a formula by this plugin
 
@@ -88,8 +94,8 @@ _SCOPES: list[PluginScope] = []
 
 @contextlib.contextmanager
 def plugin_scope(origin: str, qualifier: str):
-    """Registrations made inside belong to the plugin file ``origin`` and never replace a name
-    registered by someone else."""
+    """Registrations made inside belong to the plugin file ``origin``; a name registered by someone
+    else is replaced (the old definition stays reachable under a qualified name)."""
     load_zoo()  # before the scope opens: the zoo registers under its own names
     scope = PluginScope(origin, qualifier)
     _SCOPES.append(scope)
@@ -109,12 +115,30 @@ def qualified_name(qualifier: str, name: str, origin: str) -> str:
         k += 1
 
 
+def owner_qualifier(spec: ModuleSpec) -> str:
+    """The prefix a replaced definition is reachable under: 'flopscope' for the zoo and torch
+    leaves, the file stem for another plugin's class."""
+    if spec.origin in ("flopscope", "torch"):
+        return "flopscope"
+    import re
+    from pathlib import Path
+
+    stem = re.sub(r"\W", "_", Path(spec.origin).stem) or "plugin"
+    return "_" + stem if stem[0].isdigit() else stem
+
+
 def remove_origin(origin: str) -> None:
-    """Forget every module registered by the plugin file ``origin`` (and its classes' formulas)."""
+    """Forget every module registered by the plugin file ``origin`` (and its classes' formulas);
+    definitions it replaced are restored under their own names."""
     for name in [n for n, s in MODULES.items() if s.origin == origin]:
-        cls = MODULES.pop(name).cls
-        FORMULAS.pop(cls, None)
-        SOURCES.pop(cls, None)
+        spec = MODULES.pop(name)
+        FORMULAS.pop(spec.cls, None)
+        SOURCES.pop(spec.cls, None)
+        if spec.replaces is not None and name not in MODULES:
+            MODULES[name] = spec.replaces
+            alias = MODULES.get(spec.replaced_as)
+            if alias is not None and alias.cls is spec.replaces.cls and alias.origin == spec.replaces.origin:
+                del MODULES[spec.replaced_as]
 
 
 def register(name: str | None = None, *, channels: "ChannelRule", description: str = "", origin: str | None = None,
@@ -131,9 +155,9 @@ def register(name: str | None = None, *, channels: "ChannelRule", description: s
 
 
 def add_module(name: str, cls: type, channels: "ChannelRule", description: str = "", *, origin: str | None = None,
-               inferred: bool = False) -> ModuleSpec:
+               inferred: bool = False, rule_source: str = "") -> ModuleSpec:
     if _SCOPES:
-        return _add_in_scope(_SCOPES[-1], name, cls, channels, description, inferred)
+        return _add_in_scope(_SCOPES[-1], name, cls, channels, description, inferred, rule_source or "register()")
     if name in MODULES:
         old = MODULES[name]
         if old.cls is cls:
@@ -147,22 +171,29 @@ def add_module(name: str, cls: type, channels: "ChannelRule", description: str =
     return spec
 
 
-def _add_in_scope(scope: PluginScope, name, cls, channels, description, inferred) -> ModuleSpec:
+def _add_in_scope(scope: PluginScope, name, cls, channels, description, inferred, rule_source) -> ModuleSpec:
     old = MODULES.get(name)
     if old is not None and old.cls is cls:
         return old
     target = name
-    if old is not None and old.origin != scope.origin:  # a built-in (or another plugin's) name: keep it
-        target = qualified_name(scope.qualifier, name, scope.origin)
-        scope.shadowed = [x for x in scope.shadowed if x[0] != name] + [(name, old, target, cls)]
-    prev = MODULES.get(target)
+    replaces, alias = None, ""
+    if old is not None and old.origin != scope.origin:
+        # a built-in (or another plugin's) name: the user's code wins, the old one stays reachable
+        replaces = old
+        alias = qualified_name(owner_qualifier(old), name, old.origin)
+        if alias not in MODULES:
+            MODULES[alias] = old
+        scope.shadowed = [x for x in scope.shadowed if x[0] != name] + [(name, old, alias, cls)]
+    prev = MODULES.get(target) if replaces is None else None
     if prev is not None:
         if prev.cls is cls:
             return prev
         # the same file registers the name twice: Python keeps the later class, so do we (reported)
         scope.redefined.append((target, prev.cls, cls))
         scope.registered = [x for x in scope.registered if x is not prev]
-    spec = ModuleSpec(target, cls, channels, description or _first_doc_line(cls), scope.origin, inferred)
+        replaces, alias = prev.replaces, prev.replaced_as
+    spec = ModuleSpec(target, cls, channels, description or _first_doc_line(cls), scope.origin, inferred,
+                      rule_source=rule_source, replaces=replaces, replaced_as=alias)
     MODULES[target] = spec
     scope.registered.append(spec)
     return spec
@@ -217,5 +248,3 @@ def load_zoo() -> None:
         from . import leaf_formulas  # noqa: F401  (torch leaf modules)
         from . import modules  # noqa: F401  (the zoo registers itself on import)
 
-
-from .channels import ChannelRule  # noqa: E402  (type only; avoids an import cycle)

@@ -59,7 +59,7 @@ def summary_lines(report) -> list[str]:
     h, w = report.img
     kinds = report.macs_by_kind
     lines = [
-        f"{report.model}: {len(report.layers)} layers, {report.params:,} params, {report.macs / 1e9:.3f} GMACs, "
+        f"{report.model}{' (fused)' if getattr(report, 'fused', False) else ''}: {len(report.layers)} layers, {report.params:,} params, {report.macs / 1e9:.3f} GMACs, "
         f"{report.gflops:.3f} GFLOPs (+ {report.elementwise_flops / 1e9:.3f} element-wise GFLOPs) @ {h}x{w}, "
         f"batch {report.batch}",
         f"MACs by kind: conv {kinds['conv'] / 1e9:.3f} G, linear {kinds['linear'] / 1e9:.3f} G, "
@@ -112,6 +112,24 @@ def print_report(report, console: Console | None = None) -> None:
         rows = [f"{r.index}: {r.counted_by}" for r in report.layers if count_mark(r.notes) == mark]
         if rows:
             console.print(f"{mark} {text}: " + "; ".join(rows), highlight=False, markup=False)
+    line = channel_rule_line(report)
+    if line:
+        console.print(line, highlight=False, markup=False)
+
+
+def channel_rule_line(report) -> str:
+    """Which channel rule built each row that is not a built-in, and where the rule came from."""
+    groups: dict[tuple, list[str]] = {}
+    for r in report.layers:
+        rule = getattr(r, "channel_rule", None)
+        if not rule or rule.get("source") == "built-in":
+            continue
+        groups.setdefault((rule["name"], rule["source"]), []).append(str(r.index))
+    if not groups:
+        return ""
+    parts = [f"{', '.join(idx)}: {src if src.startswith(name) else f'{name} from {src}'}"
+             for (name, src), idx in groups.items()]
+    return "channel rules (rows not built by a built-in): " + "; ".join(parts)
 
 
 CSV_COLUMNS = ["idx", "from", "n", "module", "args", "out_shape", "params", "gmacs", "gflops", "conv_gmacs",

@@ -8,9 +8,10 @@ JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rena
 
     {"model", "img": [H, W], "batch",
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
-                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops"}],
+                 "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops",
+                 "channel_rule": {"name", "source"}}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
-     "model_info_gflops", "model_info_probe", "stride", "units", "notes"}
+     "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused"}
 """
 from __future__ import annotations
 
@@ -18,21 +19,20 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from . import units
 from .builder import DetectionModel, build_model
 from .config import show
 from .cost import MAC_KINDS
 from .engine import count_layers
 from .errors import FlopscopeError
+from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.parse_img)
+from .fuse import fused_copy, is_fused
 from .rules import thop_macs
+from .scaling import proportional_when_doubled
 from .tracer import NOT_COUNTED
 
-UNITS = {
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul); bias adds not counted",
-    "flops": "2 x macs",
-    "elementwise_flops": "FLOPs of norms, activations, pooling, upsampling, softmax, adds/muls (per-element table)",
-    "model_info_gflops": "what YOLOv5's model_info prints: thop MACs on a stride-sized probe x 2 x (H*W / probe^2), in G",
-}
+UNITS = units.pick(
+    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops", "fused")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class LayerRecord:
     model_info_flops: float | None = None
     terms: list = field(default_factory=list, repr=False)
     notes: list = field(default_factory=list, repr=False)  # typed notes (flopscope.tracer.Note) behind counted_by
+    channel_rule: dict | None = None  # {"name", "source"}: which rule built the row and where it came from
 
     @property
     def macs(self) -> int:
@@ -66,7 +67,7 @@ class LayerRecord:
             "out_shape": jsonable(self.out_shape), "params": self.params, "macs": self.macs, "flops": self.flops,
             "elementwise_flops": self.elementwise_flops, "linear_in_hw": self.linear_in_hw,
             "counted_by": self.counted_by, "macs_by_kind": dict(self.macs_by_kind),
-            "model_info_flops": self.model_info_flops,
+            "model_info_flops": self.model_info_flops, "channel_rule": self.channel_rule,
         }
 
 
@@ -80,6 +81,8 @@ class Report:
     model_info_probe: int | None
     stride: list
     notes: list[str] = field(default_factory=list)
+    fused: bool = False
+    train: object = None  # flopscope.train.TrainReport with --train
 
     @property
     def params(self) -> int:
@@ -111,10 +114,17 @@ class Report:
                 "flops_incl_elementwise": self.flops + self.elementwise_flops}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "img": list(self.img), "batch": self.batch,
-                "layers": [r.to_dict() for r in self.layers], "totals": self.totals(),
+        layers, totals = [r.to_dict() for r in self.layers], self.totals()
+        extra = {}
+        if self.train is not None:  # --train: keys added per layer and in totals, details under "train"
+            for row, t in zip(layers, self.train.layers):
+                row.update(t.to_dict())
+            totals.update(self.train.totals())
+            extra["train"] = self.train.to_dict()
+        return {"model": self.model, "img": list(self.img), "batch": self.batch, **extra,
+                "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
-                "stride": self.stride, "units": UNITS, "notes": list(self.notes)}
+                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
 
 
 def jsonable(v):
@@ -129,31 +139,7 @@ def jsonable(v):
     return str(v)
 
 
-MAX_IMG = 1_000_000  # pixels per side; the analytic path handles it without memory, figures stay exact ints
 MAX_BATCH = 1_000_000
-
-
-def parse_img(img) -> tuple[int, int]:
-    """640 -> (640, 640); '640,384' or (640, 384) -> (640, 384) as (H, W)."""
-    if isinstance(img, str):
-        parts = [p.strip() for p in img.replace("x", ",").split(",") if p.strip()]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}") from None
-    elif isinstance(img, int) and not isinstance(img, bool):
-        vals = [img]
-    elif isinstance(img, (tuple, list)):
-        vals = list(img)
-    else:
-        raise FlopscopeError(f"--img must be an integer or H,W integers, got {show(img)}")
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals):
-        raise FlopscopeError(f"--img must be one or two positive integers, got {show(img)}")
-    if max(vals) > MAX_IMG:
-        raise FlopscopeError(f"--img {show(img).strip(chr(39))} is not a plausible image size (max {MAX_IMG})")
-    return vals[0], vals[1]
 
 
 def check_img(model: DetectionModel, hw: tuple[int, int], notes: list[str]) -> tuple[int, int]:
@@ -181,7 +167,8 @@ def _check_batch(batch) -> None:
 
 
 def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, inputs=None,
-            depth: int = 1) -> Report:
+            depth: int = 1, fuse: bool = False, train: bool = False, freeze: int = 0, amp: bool = False,
+            optimizer: str = "sgd", gpu_mem=None) -> Report:
     """Count a model: a config (bundled name, YAML path, dict), a built :class:`DetectionModel`, or
     any ``nn.Module`` on any device (a meta copy is counted; the module is left untouched).
 
@@ -191,10 +178,15 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, in
     A YOLO-style model object (a ``.model`` sequence of layers carrying ``.f`` and ``.i``) gets the
     per-row report of a config; any other module a per-module tree down to ``depth``.  Registered
     formulas count the classes they are registered for, the op-level counter everything else.
+
+    ``fuse=True`` counts the model as the framework's ``fuse()`` leaves it (a given model is copied
+    first, never changed).  ``train=True`` adds the training cost (:func:`flopscope.train.train_profile`:
+    backward MACs, activation memory; ``freeze`` / ``amp`` / ``optimizer`` / ``gpu_mem``).
     """
     _check_batch(batch)
+    extra = dict(fuse=fuse, train=train, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
     if isinstance(cfg_or_module, DetectionModel):
-        return _profile_built(cfg_or_module, img, batch)
+        return _profile_built(cfg_or_module, img, batch, **extra)
     if isinstance(cfg_or_module, nn.Module):
         from .modelreport import profile_module
 
@@ -203,11 +195,16 @@ def profile(cfg_or_module, img=640, batch: int = 1, nc: int | None = None, *, in
 
     if not isinstance(cfg_or_module, (str, dict, ModelConfig)) and not hasattr(cfg_or_module, "__fspath__"):
         raise FlopscopeError(f"{ACCEPTED}; got {type(cfg_or_module).__name__}")
-    return _profile_built(build_model(cfg_or_module, nc=nc), img, batch)
+    return _profile_built(build_model(cfg_or_module, nc=nc), img, batch, **extra)
 
 
-def _profile_built(model, img, batch: int) -> Report:
-    notes: list[str] = []
+def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = False, freeze: int = 0,
+                   amp: bool = False, optimizer: str = "sgd", gpu_mem=None) -> Report:
+    notes: list[str] = list(getattr(model, "fork_notes", []))
+    if fuse and not is_fused(model):
+        model = fused_copy(model)
+    if is_fused(model):
+        notes.extend(model.flopscope_fuse_summary.notes())
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))
@@ -222,14 +219,23 @@ def _profile_built(model, img, batch: int) -> Report:
             sum(p.numel() for p in m.parameters()), lc.cost.by_kind(), lc.cost.elementwise_flops,
             linear_in_hw(lc, doubled[k] if doubled is not None else None),
             lc.counted_by, 2 * thop_macs(probed[k].cost.terms) * scale if probed is not None else None,
-            lc.cost.terms, list(lc.notes)))
+            lc.cost.terms, list(lc.notes), rule_record(info)))
+    notes.extend(replacement_notes(model))
     mi = None
     if probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
+    tr = None
+    if train:
+        from .train import train_profile
+
+        tr = train_profile(model, hw, batch, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
+    elif freeze or amp or gpu_mem is not None:
+        raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
     notes.extend(not_counted_totals(records))
-    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes)
+    return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
+                  fused=is_fused(model), train=tr)
 
 
 def linear_in_hw(lc, doubled) -> bool | None:
@@ -237,7 +243,7 @@ def linear_in_hw(lc, doubled) -> bool | None:
     if doubled is None:
         return None
     a = lc.cost.macs() + lc.cost.elementwise_flops
-    return doubled.cost.macs() + doubled.cost.elementwise_flops == 4 * a
+    return proportional_when_doubled(a, doubled.cost.macs() + doubled.cost.elementwise_flops)
 
 
 def not_counted_totals(records) -> list[str]:
@@ -253,6 +259,31 @@ def not_counted_totals(records) -> list[str]:
 
     note = not_counted_note(total)
     return [f"{note} (op-level counter: ops without a rule; their work is missing from the figures)"] if note else []
+
+
+def rule_record(info) -> dict | None:
+    """``{"name", "source"}`` of the channel rule that built a row (``source`` 'built-in' for the zoo)."""
+    spec = getattr(info, "spec", None)
+    if spec is None:
+        return None
+    source = getattr(info, "rule_source", None) or spec.rule_source or (
+        "built-in" if spec.origin in ("flopscope", "torch") else "register()")
+    return {"name": spec.channels.name, "source": source}
+
+
+def replacement_notes(model) -> list[str]:
+    """One note per plugin class that replaced a registered module of the same name in this run."""
+    out, seen = [], set()
+    for info in model.layers:
+        spec = getattr(info, "spec", None)
+        old = getattr(spec, "replaces", None)
+        if old is None or spec.name in seen:
+            continue
+        seen.add(spec.name)
+        kind = "built-in" if old.origin in ("flopscope", "torch") else f"plugin {old.origin}"
+        out.append(f"{spec.name}: built from your class ({spec.where}), which replaces the {kind} {spec.name} "
+                   f"({old.where}) in this run; the {kind} is '{spec.replaced_as}'")
+    return out
 
 
 def _safe(fn):

@@ -8,26 +8,20 @@ exponent) differs from 1 by more than :data:`TOLERANCE`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from . import units
 from .builder import build_model
 from .errors import FlopscopeError
 from .report import Report, check_img, jsonable, parse_img, profile
+from .scaling import TOLERANCE, fit_exponent, is_proportional_exponent  # noqa: F401  (re-exported here)
 
-TOLERANCE = 0.02
 DEFAULT_SIZES = "320,480,640,960,1280"
 
-UNITS = {
-    "img": "[H, W] in pixels, as counted (rounded up to the max stride)",
-    "params": "count",
-    "macs": "multiply-accumulates (conv + linear + matmul), per batch",
-    "flops": "FLOPs = 2 x macs, per batch",
-    "elementwise_flops": "element-wise FLOPs, per batch",
-    "model_info_gflops": "GFLOPs as YOLOv5's model_info prints them",
-    "exponent": "least-squares slope of log(flops) vs log(H*W): 1 = proportional to H*W; null when not defined",
-    "elementwise_exponent": "the same for element-wise FLOPs",
-}
+UNITS = units.pick(
+    "img", ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
+    ("elementwise_flops", "elementwise_flops_per_batch"), ("model_info_gflops", "model_info_gflops_short"), "exponent",
+    "elementwise_exponent")
 
 
 def parse_sizes(text) -> list[tuple[int, int]]:
@@ -51,18 +45,6 @@ def parse_sizes(text) -> list[tuple[int, int]]:
     return sizes
 
 
-def fit_exponent(areas: list[float], costs: list[float]) -> float | None:
-    """Least-squares slope of log(cost) on log(area); None with < 2 distinct areas or a zero cost."""
-    pts = [(math.log(a), math.log(c)) for a, c in zip(areas, costs) if c > 0]
-    if len(pts) != len(costs) or len({x for x, _ in pts}) < 2:
-        return None
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    sxy = sum((x - mx) * (y - my) for x, y in pts)
-    return sxy / sxx
-
-
 @dataclass
 class LayerSweep:
     index: int
@@ -79,7 +61,7 @@ class LayerSweep:
     @property
     def nonlinear(self) -> bool:
         e = self.exponent if self.exponent is not None else self.elementwise_exponent
-        return e is not None and abs(e - 1) > TOLERANCE
+        return not is_proportional_exponent(e)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "from": self.f, "n": self.n, "module": self.module, "args": jsonable(self.args),
@@ -124,13 +106,14 @@ class SweepReport:
             "exponent": self.exponent, "elementwise_exponent": self.elementwise_exponent,
             "layers": [l.to_dict() for l in self.layers], "nonlinear_layers": self.nonlinear_layers,
             "tolerance": TOLERANCE, "units": UNITS, "notes": list(self.notes),
+            "fused": bool(self.reports and self.reports[0].fused),
         }
 
 
-def sweep(cfg, sizes=DEFAULT_SIZES, batch: int = 1, nc: int | None = None) -> SweepReport:
+def sweep(cfg, sizes=DEFAULT_SIZES, batch: int = 1, nc: int | None = None, fuse: bool = False) -> SweepReport:
     """Count ``cfg`` at every size (built once, on the meta device) and fit per-layer exponents."""
     requested = parse_sizes(sizes)
-    model = build_model(cfg, nc=nc)
+    model = build_model(cfg, nc=nc, fuse=fuse)
     notes: list[str] = []
     seen, order = set(), []
     for hw in requested:

@@ -6,18 +6,13 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from . import units
 from .errors import FlopscopeError
 from .report import profile
 
-UNITS = {
-    "params": "count",
-    "params_m": "params / 1e6",
-    "gflops": "2 x MACs (conv + linear + matmul) / 1e9, per image (batch 1)",
-    "elementwise_gflops": "element-wise FLOPs / 1e9, per image",
-    "yolov5_gflops": "what YOLOv5's model_info prints at this image size (thop on a stride-sized probe, scaled)",
-    "latency_ms": "median milliseconds per forward of one batch (flopscope bench); null when not measured",
-    "fps": "images per second = batch x 1000 / latency_ms; null when not measured",
-}
+UNITS = units.pick(
+    ("params", "count"), "params_m", "gflops", "elementwise_gflops", "yolov5_gflops",
+    ("latency_ms", "table.latency_ms"), "fps")
 
 
 @dataclass
@@ -32,12 +27,14 @@ class TableRow:
     latency_ms: float | None = None
     fps: float | None = None
     latency: dict | None = None  # bench details: device, dtype, batch, warmup, iters, p10, p90
+    report: object = field(default=None, repr=False, compare=False)  # the profile (HTML page); not in JSON
+    fused: bool = False
 
     def to_dict(self) -> dict:
         return {"model": self.model, "file": self.file, "img": list(self.img), "params": self.params,
                 "params_m": self.params / 1e6, "gflops": self.flops / 1e9,
                 "elementwise_gflops": self.elementwise_flops / 1e9, "yolov5_gflops": self.yolov5_gflops,
-                "latency_ms": self.latency_ms, "fps": self.fps, "latency": self.latency}
+                "latency_ms": self.latency_ms, "fps": self.fps, "latency": self.latency, "fused": self.fused}
 
 
 @dataclass
@@ -53,12 +50,13 @@ class CompareTable:
 
     def to_dict(self) -> dict:
         return {"img": list(self.img), "rows": [r.to_dict() for r in self.rows],
-                "latency_measured": self.measured, "units": UNITS, "notes": list(self.notes)}
+                "latency_measured": self.measured, "units": UNITS, "notes": list(self.notes),
+                "fused": bool(self.rows) and all(r.fused for r in self.rows)}
 
 
 def compare_table(cfgs: list, img=640, nc: int | None = None, latency: bool = False, device: str = "auto",
                   dtype: str = "fp32", batch: int = 1, warmup: int | None = None, iters: int | None = None,
-                  progress=None) -> CompareTable:
+                  progress=None, fuse: bool = False) -> CompareTable:
     if not cfgs:
         raise FlopscopeError("table needs one or more configs")
     rows, notes = [], []
@@ -71,19 +69,19 @@ def compare_table(cfgs: list, img=640, nc: int | None = None, latency: bool = Fa
             bench = None
     first_img = None
     for cfg in cfgs:
-        rep = profile(cfg, img=img, batch=1, nc=nc)
+        rep = profile(cfg, img=img, batch=1, nc=nc, fuse=fuse)
         first_img = first_img or tuple(rep.img)
         for n in rep.notes:
             msg = f"{rep.model}: {n}"
             if msg not in notes:
                 notes.append(msg)
         row = TableRow(rep.model, _file(cfg), tuple(rep.img), rep.params, rep.flops, rep.elementwise_flops,
-                       rep.model_info_gflops)
+                       rep.model_info_gflops, report=rep, fused=rep.fused)
         if bench is not None:
             if progress:
                 progress(f"measuring {rep.model} ...")
             res = bench.run_bench(cfg, img=img, batch=[batch], device=device, dtype=dtype, warmup=warmup,
-                                  iters=iters, nc=nc)
+                                  iters=iters, nc=nc, fuse=fuse)
             run = res["runs"][0]
             lat = run["latency_ms"]
             row.latency_ms = lat["median"]

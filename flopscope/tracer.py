@@ -14,18 +14,7 @@ from math import prod
 from .cost import ELEMENTWISE_COST, Cost
 from .errors import FlopscopeError
 from .registry import formula_for
-
-
-class ShapeError(FlopscopeError):
-    """Inputs that a module cannot take (channel or spatial mismatch)."""
-
-
-def check_channels(module, got: int, expected: int) -> None:
-    if got != expected:
-        raise ShapeError(f"channel mismatch: {type(module).__name__} expects {expected} input channels, gets {got}")
-
-
-Shape = tuple
+from .shapes import Shape, ShapeError, cat_channels, check_channels, conv_out  # noqa: F401  (re-exported here)
 
 
 class Note(str):
@@ -109,22 +98,6 @@ class Tracer:
         if missing:
             self.note(Note(missing, NOT_COUNTED, res.not_counted))
         return res.out
-
-
-def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def cat_channels(shapes, dim: int = 1) -> Shape:
-    """Shape of ``torch.cat(shapes, dim)``, checking the other dimensions agree."""
-    first = shapes[0]
-    for s in shapes[1:]:
-        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != dim % len(first)):
-            raise ShapeError(f"cannot concatenate shapes {list(map(list, shapes))} along dim {dim} "
-                             f"(the other dimensions differ)")
-    out = list(first)
-    out[dim] = sum(s[dim] for s in shapes)
-    return tuple(out)
 
 
 numel = prod

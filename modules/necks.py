@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flopscope.channels import concat, conv_like_repeat
+from flopscope.channels import concat_of, conv_like_repeat
 from flopscope.registry import formula, register
 from flopscope.tracer import ShapeError, cat_channels
 
@@ -42,12 +42,12 @@ class _WeightedConcat(nn.Module):
         return torch.cat([weight[i] * xi for i, xi in enumerate(x)], self.d)
 
 
-@register(channels=concat, description="BiFPN weighted concat of 2 inputs: w_i / (sum w + eps) * x_i, then cat")
+@register(channels=concat_of(2), description="BiFPN weighted concat of 2 inputs: w_i / (sum w + eps) * x_i, then cat")
 class BiFPN_Concat2(_WeightedConcat):  # noqa: N801 - YAML name
     n_inputs = 2
 
 
-@register(channels=concat, description="BiFPN weighted concat of 3 inputs: w_i / (sum w + eps) * x_i, then cat")
+@register(channels=concat_of(3), description="BiFPN weighted concat of 3 inputs: w_i / (sum w + eps) * x_i, then cat")
 class BiFPN_Concat3(_WeightedConcat):  # noqa: N801 - YAML name
     n_inputs = 3
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from flopscope.channels import concat, conv_like, conv_like_repeat, custom, detect, make_divisible, passthrough
+from flopscope.fuse import fold_conv_bn, fuser
 from flopscope.registry import add_module, formula, register
 from flopscope.tracer import ShapeError, cat_channels
 
@@ -39,6 +40,10 @@ class Conv(nn.Module):
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
 
+    def forward_fuse(self, x):
+        """After fuse(): the conv carries the folded BatchNorm."""
+        return self.act(self.conv(x))
+
 
 @register(channels=conv_like, description="Depth-wise Conv (groups = gcd(c1, c2))")
 class DWConv(Conv):
@@ -48,7 +53,20 @@ class DWConv(Conv):
 
 @formula(Conv, DWConv)
 def conv_cost(m, t, x):
-    return t(m.act, t(m.bn, t(m.conv, x, "conv"), "bn"), "act")
+    y = t(m.conv, x, "conv")
+    if getattr(m, "bn", None) is not None:  # fused: no bn (its bias add, like every bias add, is not counted)
+        y = t(m.bn, y, "bn")
+    return t(m.act, y, "act")
+
+
+@fuser(Conv)  # YOLOv5's fuse(): isinstance(m, (Conv, DWConv)) and hasattr(m, "bn") -- subclasses too
+def fuse_conv(m):
+    if not hasattr(m, "bn"):
+        return False
+    m.conv = fold_conv_bn(m.conv, m.bn)
+    del m.bn
+    m.forward = m.forward_fuse
+    return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -95,6 +95,13 @@ CASES = {
     "missing_head": (lambda c: c.pop("head"), "head: missing section"),
     "section_not_list": (setkey("head", {"a": 1}), "head: must be a list"),
     "no_layers": (lambda c: (c.__setitem__("backbone", []), c.__setitem__("head", [])), "backbone: no layers"),
+    # unknown top-level keys (issue 10): a misspelt multiple would silently build the model at 1.0
+    "key_misspelt": (lambda c: c.__setitem__("depth_multipel", c.pop("depth_multiple")),
+                     "depth_multipel: unknown top-level key (did you mean depth_multiple"),
+    "key_unknown_unicode": (setkey("extra_ünïcode_key", "x"), "extra_ünïcode_key: unknown top-level key; a YOLOv5 "
+                                                              "config has nc, depth_multiple, width_multiple"),
+    "key_not_a_string": (setkey(7, "x"), "7: unknown top-level key"),
+    "key_ultralytics_scales": (setkey("scales", {"n": [0.33, 0.25, 1024]}), "scales: Ultralytics"),
     "width_zero": (setkey("width_multiple", 0), "width_multiple: must be positive"),
     "width_nan": (setkey("width_multiple", float("nan")), "width_multiple: must be a number"),
     "width_inf": (setkey("width_multiple", float("inf")), "width_multiple: multiples above 100"),
@@ -174,7 +181,6 @@ def test_hostile_config(name, tmp_path):
     lambda c: c.__setitem__("head", []),
     setkey("activation", "nn.GELU(approximate='tanh')"),
     setkey("activation", "nn.PReLU(1000000)"),  # on the meta device: no memory
-    lambda c: c.__setitem__("extra_ünïcode_key", "ignored"),
 ])
 def test_odd_but_valid(mutation, tmp_path):
     path = tmp_path / "ok.yaml"

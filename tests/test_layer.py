@@ -249,7 +249,7 @@ def test_cli_misspelt_name_subprocess(tmp_path):
 
 
 def test_cli_list_json():
-    res = runner.invoke(app, ["list", "--json"])
+    res = runner.invoke(app, ["list", "--json", "-"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     by_name = {m["name"]: m for m in data["modules"]}
@@ -278,3 +278,75 @@ def test_help_has_example(cmd):
 def test_api_exported():
     assert flopscope.build_layer is build_layer and flopscope.profile_layer is profile_layer
     assert "build_layer" in flopscope.__all__ and "LayerReport" in flopscope.__all__
+
+
+# -- issue 10: a module alone, without the YAML args it needs (item 4) -------------------------
+def test_cli_layer_missing_args_names_them():
+    from cli_helpers import run_cli
+
+    code, out, err = run_cli(["layer", "Dynamic_conv2d", "--c", "64"])
+    assert code == 2 and err.count("\n") == 1 and "TypeError" not in err
+    assert "needs YAML arg kernel_size" in err and "YAML signature [c2, kernel_size, ratio=0.25, stride=1" in err
+    example = err.split("e.g. ")[1]
+    assert example.startswith("flopscope layer Dynamic_conv2d --c 64 --args '[")
+    argv = example.split(" (")[0].split()[1:]
+    argv[-1] = argv[-1].strip("'")
+    code, out, err = run_cli(argv)  # the example runs
+    assert code == 0, err
+    code, out, err = run_cli(["layer", "Conv", "--c", "8", "--args", "[3, 2, 1, 1, 1, 1, 1]"])
+    assert code == 2 and "Conv takes at most 6 YAML arg(s) after c2, got 7" in err and "YAML signature [c2, k=1" in err
+
+
+def test_every_module_missing_args_error_has_signature_and_a_working_example():
+    import ast
+    import re
+
+    seen = 0
+    for name, spec in list(MODULES.items()):
+        try:
+            build_layer(name, 64)
+            continue
+        except FlopscopeError as e:
+            msg = str(e)
+        assert "\n" not in msg and "TypeError" not in msg, (name, msg)
+        if "needs YAML arg" not in msg:
+            continue
+        seen += 1
+        assert "YAML signature [" in msg and "--args '[" in msg, msg
+        example = re.search(r"--args '(\[.*?\])'( \()?", msg)
+        if example.group(2):  # values taken from a bundled config: they build
+            build_layer(name, 64, args=ast.literal_eval(example.group(1)))
+    assert seen >= 5  # Dynamic_conv2d, ODConv2d, DCNv2, SAConv2d, nn.MaxPool2d ...
+
+
+# -- issue 10: a module that fuses several inputs, profiled alone (item 5) --------------------
+@pytest.mark.parametrize("name,k", [("BiFPN_Concat2", 2), ("BiFPN_Concat3", 3)])
+def test_multi_input_module_alone(name, k):
+    from cli_helpers import run_cli
+
+    c, h, w = 16, 10, 12
+    m = build_layer(name, c, device="cpu")
+    with torch.no_grad():
+        real = m([torch.randn(1, c, h, w) for _ in range(k)])  # oracle: the module's own forward on k inputs
+    assert MODULES[name].channels.inputs == k
+    code, out, err = run_cli(["layer", name, "--c", c, "--hw", f"{h},{w}", "--json", "-"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["in_shape"] == [[1, c, h, w]] * k and d["out_shape"] == list(real.shape) and d["c2"] == k * c
+    assert d["params"] == params(m) == k
+    # by hand: k weights summed (k adds incl. eps) and divided, then every input element scaled once
+    assert d["elementwise_flops"] == k + k + k * c * h * w and d["macs"] == 0
+
+
+def test_fixed_arity_is_checked_in_yaml():
+    import yaml
+
+    from flopscope import build_model
+    from flopscope.config import resolve
+    from flopscope.errors import ConfigError
+
+    data = yaml.safe_load(resolve("yolov5s_BiFPN")[2])
+    i = next(j for j, r in enumerate(data["head"]) if r[2] == "BiFPN_Concat2")
+    data["head"][i][0] = [-1, 6, 4]
+    with pytest.raises(ConfigError, match=r"layer \d+: from: this module fuses exactly 2 inputs, 'from' lists 3"):
+        build_model(data)

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from ..bench import run_bench
 from ..cli import app, command
-from ..options import IMG, NC
-from ..render import to_json, write_output
+from ..options import FUSE, IMG, NC
+from ..output import CSV, HTML, JSON, MD, Outputs
 
 LAYER_MARK = "≠"  # share of time >= 2x share of FLOPs
 
@@ -134,10 +134,16 @@ def bench_cmd(
     peak_gbps: Optional[float] = typer.Option(None, "--peak-gbps", help="Peak memory GB/s for the roofline."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
     nc: Optional[int] = NC,
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
+    fuse: bool = FUSE,
+    json_out: Optional[str] = JSON(),
+    csv_out: Optional[str] = CSV("Write the whole-model latency per batch as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD("Write the whole-model latency per batch as Markdown to FILE ('-' = stdout only)."),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (latency and roofline charts, per-layer "
+                                   "table) to FILE ('-' = stdout only)."),
 ):
     """Measure CFG: latency (median/p10/p90/CV), throughput, peak memory, per-layer times and the roofline."""
-    to_stdout = json_out == "-"
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
+    to_stdout = out.to_stdout
     progress = None
     if sys.stderr.isatty() and not to_stdout:
         def progress(msg):
@@ -145,9 +151,7 @@ def bench_cmd(
     res = run_bench(cfg, img=img, batch=batch, device=device, dtype=dtype.lower(), channels_last=channels_last,
                     warmup=warmup, iters=iters, cudnn_benchmark=cudnn_benchmark, cuda_graph=cuda_graph,
                     per_layer=per_layer, gpu=gpu, peak_tflops=peak_tflops, peak_gbps=peak_gbps, nc=nc,
-                    threads=threads, progress=progress)
-    if not to_stdout:
-        print_bench(res, per_layer)
-    if json_out:
-        write_output(to_json(res), json_out)
+                    threads=threads, progress=progress, fuse=fuse)
+    out.show(print_bench, res, per_layer)
+    out.write(res)
 

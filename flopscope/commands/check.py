@@ -7,27 +7,28 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
-from ..options import IMG, NC
+from ..options import FUSE, IMG, NC
+from ..output import HTML, JSON, Outputs
 
 COUNTERS = typer.Option("fvcore,thop,ptflops,fcm", "--counters",
                         help="Comma-separated counters: fvcore, thop, ptflops (both backends), ptflops-aten, "
                              "ptflops-pytorch, fcm (FlopCounterMode), all.")
-DEVICE = typer.Option("cpu", "--device", help="Where the real forwards run: cpu or cuda.")
+DEVICE = typer.Option("cpu", "--device", help="Where the real forwards run: cpu (default), cuda, cuda:N or auto "
+                                             "(cuda when available); the same parser as bench.")
 
 
 def run_check(cfg, img, counters=None, device="cpu", nc=None, json_out: Optional[str] = None, show: bool = True,
-              extra_json: Optional[dict] = None):
-    """Run the cross-check with a progress bar; print it and/or write its JSON ('-' = stdout only)."""
+              extra_json: Optional[dict] = None, html_out: Optional[str] = None,
+              fuse: bool = False):
+    """Run the cross-check with a progress bar; print it and/or write its JSON / HTML ('-' = stdout only)."""
     from ..crosscheck import ProgressBar, crosscheck, print_check
-    from ..render import to_json, write_output
 
+    out = Outputs(json=json_out, html=html_out)
     with ProgressBar() as bar:
-        result = crosscheck(cfg, img=img, counters=counters, device=device, nc=nc, progress=bar)
-    if show and json_out != "-":
-        print_check(result)
-    if json_out:
-        data = result.to_dict() if extra_json is None else {**extra_json, "check": result.to_dict()}
-        write_output(to_json(data), json_out)
+        result = crosscheck(cfg, img=img, counters=counters, device=device, nc=nc, progress=bar, fuse=fuse)
+    if show:
+        out.show(print_check, result)
+    out.write(result, json_data=None if extra_json is None else {**extra_json, "check": result.to_dict()})
     return result
 
 
@@ -40,9 +41,11 @@ def check_cmd(
     counters: str = COUNTERS,
     device: str = DEVICE,
     nc: Optional[int] = NC,
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record (every column and reason) "
-                                                                 "to FILE ('-' = stdout only)."),
+    fuse: bool = FUSE,
+    json_out: Optional[str] = JSON("Write the JSON record (every column and reason) to FILE ('-' = stdout only)."),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (difference per counter with its reasons, "
+                                   "per-layer table, bars, treemap) to FILE ('-' = stdout only)."),
 ):
     """Run fvcore, thop, ptflops and FlopCounterMode on one real forward each (batch 1) and explain, layer by
     layer and to the MAC, how each differs from flopscope's count; plus what YOLOv5's model_info prints."""
-    run_check(cfg, img, counters, device, nc, json_out)
+    run_check(cfg, img, counters, device, nc, json_out, html_out=html_out, fuse=fuse)

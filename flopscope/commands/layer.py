@@ -12,7 +12,8 @@ from rich.table import Table
 from ..cli import app, command
 from ..errors import FlopscopeError
 from ..layer import LayerReport, profile_layer
-from ..render import shape_str, to_json, write_output
+from ..output import CSV, HTML, JSON, MD, Outputs
+from ..render import shape_str
 
 MAX_ARGS_TEXT = 10_000
 
@@ -87,7 +88,8 @@ def print_layer(r: LayerReport, console: Console | None = None) -> None:
 @command
 def layer_cmd(
     name: str = typer.Argument(..., help="Registered module name as written in a YAML row (see `flopscope list`)."),
-    c: int = typer.Option(256, "--c", help="Input channels c1 (the output channels of the layer feeding this row)."),
+    c: int = typer.Option(256, "--c", help="Input channels c1 (the output channels of the layer feeding this row; "
+                                                  "a module that fuses k inputs gets k inputs of --c channels)."),
     c2: Optional[int] = typer.Option(None, "--c2", help="Output channels (conv-like modules; default: --c). "
                                                         "Same-channel modules: omit or equal to --c."),
     hw: str = typer.Option("80", "--hw", help="Input feature-map size: 80, or H,W such as 80,60."),
@@ -95,11 +97,14 @@ def layer_cmd(
     args: Optional[str] = typer.Option(None, "--args", help="The YAML row's further args as a literal list, e.g. "
                                                             "'[3, 2]' (after c2 for conv-like modules)."),
     n: int = typer.Option(1, "--n", help="The YAML row's repeat count n."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
+    json_out: Optional[str] = JSON(),
+    csv_out: Optional[str] = CSV("Write the terms as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD("Write the terms as Markdown to FILE ('-' = stdout only)."),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (terms table, bars, treemap by module path) "
+                                   "to FILE ('-' = stdout only)."),
 ):
     """Profile one module: params, output shape, MACs per named term and how each term scales with H·W."""
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
     report = profile_layer(name, c, c2, hw=hw, batch=batch, args=parse_args_literal(args), n=n)
-    if json_out != "-":
-        print_layer(report)
-    if json_out:
-        write_output(to_json(report.to_dict()), json_out)
+    out.show(print_layer, report)
+    out.write(report)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from ..cli import app, command
 from ..registry import MODULES, ModuleSpec, load_zoo
-from ..render import to_json, write_output
+from ..output import CSV, HTML, JSON, MD, ModuleList, Outputs
 
 
 def family(spec: ModuleSpec) -> str:
@@ -56,6 +57,7 @@ def module_records() -> list[dict]:
             "signature_short": compact_signature(spec),
             "channel_rule": {"name": spec.channels.name, "description": spec.channels.description},
             "inferred_rule": spec.inferred,
+            "inputs": spec.channels.inputs,  # fixed number of inputs ('from' entries), or null
         })
     order = {n: i for i, n in enumerate(MODULES)}
     records.sort(key=lambda r: (_family_order(r["family"]), order[r["name"]]))
@@ -77,22 +79,22 @@ def list_table(records: list[dict]) -> Table:
     return t
 
 
-@app.command("list", epilog="Example: flopscope list --json > modules.json")
+@app.command("list", epilog="Example: flopscope list --json modules.json   (or --json - / a bare --json: stdout)")
 @command
 def list_cmd(
-    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+    json_out: Optional[str] = JSON("Write the list as JSON to FILE ('-' or no value = stdout only)."),
+    csv_out: Optional[str] = CSV("Write the list as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD("Write the list as Markdown to FILE ('-' = stdout only)."),
+    html_out: Optional[str] = HTML("Write the list as a self-contained HTML page to FILE ('-' = stdout only)."),
 ):
     """List every registered module: description, YAML arg signature and channel rule, by family."""
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out)
     records = module_records()
-    if json_out:
-        families: dict[str, list[str]] = {}
-        for r in records:
-            families.setdefault(r["family"], []).append(r["name"])
-        rules = {}
-        for r in records:
-            rules.setdefault(r["channel_rule"]["name"], r["channel_rule"]["description"])
-        write_output(to_json({"modules": records, "families": families, "channel_rules": rules}), "-")
-        return
+    out.show(print_list, records)
+    out.write(ModuleList(records))
+
+
+def print_list(records: list[dict]) -> None:
     import sys
 
     console = Console() if sys.stdout.isatty() else Console(width=200)

@@ -7,12 +7,15 @@ import typer
 
 from ..cli import app, command
 from ..errors import FlopscopeError
-from ..options import BATCH, IMG, NC
+from ..options import BATCH, FUSE, IMG, NC
 from ..report import profile
-from ..render import print_report, to_csv, to_json, to_markdown, write_output
+from ..output import CSV, HTML, JSON, MD, Outputs
+from ..render import print_report
 
 
-@app.command("model", epilog="Examples: flopscope model yolov5s --img 640 --json report.json;  "
+@app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json; "
+                              "flopscope model yolov5s --fuse (deploy model, 7,225,885 params); "
+                              "flopscope model yolov5s --train --freeze 10 --optimizer adamw --gpu-mem 24GiB; "
                               "flopscope model mynet.py:ResNet18 --input 1,3,224,224 --depth 2")
 @command
 def model_cmd(
@@ -27,9 +30,20 @@ def model_cmd(
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON record to FILE ('-' = stdout only)."),
-    csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the per-layer table as CSV to FILE ('-' = stdout)."),
-    md_out: Optional[str] = typer.Option(None, "--md", help="Write the table as Markdown to FILE ('-' = stdout)."),
+    fuse: bool = FUSE,
+    train: bool = typer.Option(False, "--train", help="Also count training: backward MACs/FLOPs per layer (grad-input "
+                                                      "+ grad-weight), forward+backward, activation memory saved for "
+                                                      "backward, params + grads + optimizer state (meta device)."),
+    freeze: int = typer.Option(0, "--freeze", help="With --train: freeze layers 0..N-1 as YOLOv5's --freeze N."),
+    amp: bool = typer.Option(False, "--amp", help="With --train: activations as fp16 autocast saves them."),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="With --train: sgd (momentum: 1 state) or adamw (2)."),
+    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", help="With --train: estimate the largest batch that "
+                                                                  "fits this much GPU memory, e.g. 24GiB."),
+    json_out: Optional[str] = JSON(),
+    csv_out: Optional[str] = CSV("Write the per-layer table as CSV to FILE ('-' = stdout only)."),
+    md_out: Optional[str] = MD(),
+    html_out: Optional[str] = HTML("Write a self-contained HTML report (sortable table, bars per layer, treemap "
+                                   "by module path) to FILE ('-' = stdout only)."),
     plot_out: Optional[str] = typer.Option(None, "--plot", help="Draw per-layer GFLOPs and params bars to FILE.png."),
     latency: bool = typer.Option(False, "--latency", help="Also measure latency (CUDA when available, else CPU; "
                                                           "`flopscope bench` has every timing option)."),
@@ -38,20 +52,26 @@ def model_cmd(
                                                       "option)."),
 ):
     """Build CFG and print its per-layer Params / MACs / FLOPs (analytic, on the meta device)."""
+    out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out, png=plot_out)
     target = user_module(cfg) if is_module_ref(cfg) else cfg
     if inputs and target is cfg:
         raise FlopscopeError("--input is for FILE.py:NAME; a config takes --img and --batch")
-    report = profile(target, img=img, batch=batch, nc=nc, inputs=parse_input_shapes(inputs), depth=depth)
     if target is not cfg and (latency or check):
         raise FlopscopeError("--latency / --check take a config, not FILE.py:NAME")
-    to_stdout = "-" in (json_out, csv_out, md_out)
+    report = profile(target, inputs=parse_input_shapes(inputs), depth=depth, img=img, batch=batch, nc=nc, fuse=fuse, train=train, freeze=freeze, amp=amp,
+                     optimizer=optimizer, gpu_mem=gpu_mem)
+    to_stdout = out.to_stdout
     if not to_stdout:
         print_report(report)
+        if report.train is not None:
+            from ..train import print_train
+
+            print_train(report)
     lat = None
     if latency:
         from ..bench import latency_lines, run_bench
 
-        lat = run_bench(cfg, img=img, batch=batch, nc=nc)
+        lat = run_bench(cfg, img=img, batch=batch, nc=nc, fuse=fuse)
         if not to_stdout:
             for line in latency_lines(lat) + lat["notes"]:
                 print(line)
@@ -59,18 +79,10 @@ def model_cmd(
     if check:
         from .check import run_check
 
-        chk = run_check(cfg, img, nc=nc, show=not to_stdout)
-    if json_out:
-        write_output(to_json({**report.to_dict(), **({"latency": lat} if lat else {}),
-                              **({"check": chk.to_dict()} if chk else {})}), json_out)
-    if csv_out:
-        write_output(to_csv(report), csv_out)
-    if md_out:
-        write_output(to_markdown(report), md_out)
-    if plot_out:
-        from ..plot import plot_model
-
-        plot_model(report, plot_out)
+        chk = run_check(cfg, img, nc=nc, show=not to_stdout, fuse=fuse)
+    out.write(report, json_data={**report.to_dict(), **({"latency": lat} if lat else {}),
+                                 **({"check": chk.to_dict()} if chk else {})},
+              extras={"latency": lat, "check": chk})
 
 
 def is_module_ref(cfg: str) -> bool:

@@ -14,6 +14,7 @@ install a top-level ``thop``).  :func:`thop_macs` (the legacy model_info emulati
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 import copy
