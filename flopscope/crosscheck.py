@@ -96,6 +96,7 @@ class LayerCheck:
     ours: int
     cells: dict  # counter -> Cell
     model_info: dict | None = None
+    elementwise: dict | None = None  # ours vs the op-level counter's element-wise FLOPs (when it ran)
 
 
 @dataclass
@@ -152,6 +153,8 @@ class CheckResult:
                     {"status": col.status, "reason": col.reason}
             if lc.model_info is not None:
                 row["model_info"] = lc.model_info
+            if lc.elementwise is not None:
+                row["elementwise"] = lc.elementwise
             layers.append(row)
         return {"model": self.model, "img": list(self.img), "batch": 1, "device": self.device, "units": UNITS,
                 "threshold_pct": THRESHOLD_PCT, "counters": {n: self.columns[n].to_dict() for n in self.counters},
@@ -216,6 +219,7 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
     for name in names:
         if columns[name].ok:
             notes.extend(columns[name].run.notes)
+    _elementwise(columns.get("opcount"), report, layers, notes)
     mi = _model_info(model, report, layers, traced, columns.get("thop"))
     step("done", steps, steps)
     return CheckResult(model.name, tuple(report.img), device, names, columns, layers, report, mi, notes)
@@ -234,6 +238,24 @@ def _hidden_modules(model, col: Column) -> dict:
             continue
         out[id(mod)] = f"{col.label}: {name} absent from the JIT trace (output unused), counted 0"
     return out
+
+
+def _elementwise(col, report, layers, notes) -> None:
+    """Element-wise FLOPs: ours (formulas) beside the op-level counter's, per layer.  Both price work from
+    ``ELEMENTWISE_COST``, but per op as dispatched vs per formula term: a difference is listed as such (reason
+    ``op-level: element-wise ops dispatched differ from the formula's terms``), never explained away."""
+    if col is None or not col.ok or "elementwise_per_layer" not in col.run.extra:
+        return
+    code = "op-level: element-wise ops dispatched differ from the formula's terms"
+    differ = []
+    for lc, rec, ew in zip(layers, report.layers, col.run.extra["elementwise_per_layer"]):
+        delta = ew - rec.elementwise_flops
+        lc.elementwise = {"ours": rec.elementwise_flops, "op_level": ew, "delta": delta,
+                          "reason": code if abs(delta) > TOLERANCE else None}
+        if abs(delta) > TOLERANCE:
+            differ.append(f"{lc.index} ({delta:+,.0f})")
+    if differ:
+        notes.append(f"element-wise FLOPs, op-level vs formulas, differ on layers {', '.join(differ)}: {code}")
 
 
 def _observed(model, col: Column) -> dict:

@@ -155,7 +155,8 @@ zero_rule(*_ops(
                                  "_conv_depthwise2d", "miopen_convolution", "miopen_depthwise_convolution"))
 def convolution(x, w, *args, out, **kw):
     """out elements x Cin/g x taps; transposed: in elements x Cout/g x taps (as our formulas)."""
-    transposed = args[3] if len(args) > 3 and isinstance(args[3], bool) else kw.get("transposed", False)
+    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    transposed = args[4] if len(args) > 4 and isinstance(args[4], bool) else kw.get("transposed", False)
     y = _first_shape(out)
     taps = prod(w[2:])
     if transposed:
@@ -558,8 +559,9 @@ class OpCounter(TorchDispatchMode):
         extra = {}
         if packet is aten.add and len(args) > 1 and (_is_bias(args[1], self._params) or _is_bias(args[0], self._params)):
             extra["bias_add"] = True
-        recs = rule(*[_shape_of(a) for a in args], out=_shape_of(out),
-                    **{k: _shape_of(v) for k, v in kwargs.items()}, **extra)
+        if kwargs:
+            extra.update((k, _shape_of(v)) for k, v in kwargs.items())
+        recs = rule(*[_shape_of(a) for a in args], out=_shape_of(out), **extra)
         relabel = packet in _LINEAR_OPERAND and _is_weight_t(args[_LINEAR_OPERAND[packet]], self._params)
         name = packet.__name__
         for kind, value, elems in recs:

@@ -57,3 +57,23 @@ def test_rule_inputs_are_passed_not_stashed_on_modules():
     model = build_model("yolov5s-transformer", device="cpu")
     cc.crosscheck(model, img=64, counters="ptflops-aten")
     assert not any(k.startswith("flopscope_") for m in model.modules() for k in vars(m))
+
+
+@pytest.mark.parametrize("name", ["yolov5s-transformer", "yolov5s_iRMB", "yolov5s_BiLevelRoutingAttention"])
+def test_op_level_counter_is_a_column_equal_to_the_formulas(name):
+    """The op-level counter (issue 11 item 5) runs by default; its MACs equal the formulas' per layer (no rule
+    difference needed), and its element-wise FLOPs sit beside ours in JSON, any difference given a reason."""
+    import json
+
+    assert "opcount" in cs.default_names()
+    res = cc.crosscheck(name, img=64, counters="opcount,fcm")
+    assert res.columns["opcount"].label == "op-level"
+    for lc in res.layers:
+        assert lc.cells["opcount"].delta == 0 and lc.cells["opcount"].explained
+        assert lc.cells["opcount"].measured == lc.cells["fcm"].measured  # both see the same conv/linear/matmul
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["counters"]["opcount"]["status"] == "ok"
+    for row, rec in zip(d["layers"], res.report.layers):
+        ew = row["elementwise"]
+        assert ew["ours"] == rec.elementwise_flops and ew["delta"] == ew["op_level"] - ew["ours"]
+        assert (ew["reason"] is None) == (abs(ew["delta"]) <= 0.5)

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from ..cli import app, command
+from ..errors import FlopscopeError
 from ..options import BATCH, FUSE, IMG, NC, config_options
 from ..report import profile
 from ..output import CSV, HTML, JSON, MD, Outputs
@@ -14,11 +15,19 @@ from ..render import print_report
 
 @app.command("model", epilog="Example: flopscope model yolov5s --img 640 --json report.json; "
                               "flopscope model yolov5s --fuse (deploy model, 7,225,885 params); "
-                              "flopscope model yolov5s --train --freeze 10 --optimizer adamw --gpu-mem 24GiB")
+                              "flopscope model yolov5s --train --freeze 10 --optimizer adamw --gpu-mem 24GiB; "
+                              "flopscope model mynet.py:ResNet18 --input 1,3,224,224 --depth 2")
 @command
 @config_options
 def model_cmd(
-    cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml) or a YAML path."),
+    cfg: str = typer.Argument(..., help="Bundled config name (yolov5s, yolov5s.yaml), a YAML path, or FILE.py:NAME "
+                                        "-- a module class or zero-argument factory in your file (the file is run, "
+                                        "as a --plugin is)."),
+    inputs: Optional[list[str]] = typer.Option(None, "--input", help="FILE.py:NAME only: an input shape such as "
+                                               "1,3,640,640; repeat for several positional inputs (default: "
+                                               "--batch x C x --img, C from the first conv)."),
+    depth: int = typer.Option(1, "--depth", help="FILE.py:NAME only: rows of the per-module tree down to this depth "
+                                                 "(YOLO-style model objects get one row per layer)."),
     img: str = IMG,
     batch: int = BATCH,
     nc: Optional[int] = NC,
@@ -45,8 +54,13 @@ def model_cmd(
 ):
     """Build CFG and print its per-layer Params / MACs / FLOPs (analytic, on the meta device)."""
     out = Outputs(json=json_out, csv=csv_out, md=md_out, html=html_out, png=plot_out)
-    report = profile(cfg, img=img, batch=batch, nc=nc, fuse=fuse, train=train, freeze=freeze, amp=amp,
-                     optimizer=optimizer, gpu_mem=gpu_mem)
+    target = user_module(cfg) if is_module_ref(cfg) else cfg
+    if inputs and target is cfg:
+        raise FlopscopeError("--input is for FILE.py:NAME; a config takes --img and --batch")
+    if target is not cfg and (latency or check):
+        raise FlopscopeError("--latency / --check take a config, not FILE.py:NAME")
+    report = profile(target, inputs=parse_input_shapes(inputs), depth=depth, img=img, batch=batch, nc=nc, fuse=fuse,
+                     train=train, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
     to_stdout = out.to_stdout
     if not to_stdout:
         print_report(report)
@@ -70,3 +84,66 @@ def model_cmd(
     out.write(report, json_data={**report.to_dict(), **({"latency": lat} if lat else {}),
                                  **({"check": chk.to_dict()} if chk else {})},
               extras={"latency": lat, "check": chk})
+
+
+def is_module_ref(cfg: str) -> bool:
+    """``FILE.py:NAME`` (a module class or factory in the user's file)."""
+    path, sep, name = cfg.rpartition(":")
+    return bool(sep) and path.endswith(".py") and bool(name)
+
+
+def user_module(ref: str):
+    """Load FILE.py like a plugin and make NAME: a zero-argument class or factory returning an nn.Module
+    (built on the meta device where its constructor allows, else on CPU)."""
+    import contextlib
+
+    import torch
+    import torch.nn as nn
+
+    from ..builder import skip_init
+    from ..plugins import load_plugins
+
+    path, _, name = ref.rpartition(":")
+    import io
+
+    plugin = load_plugins([path], stream=io.StringIO())[0]  # warnings about YAML channel rules do not apply here
+    obj = plugin.module.__dict__.get(name)
+    if obj is None:
+        from ..errors import suggestion
+
+        found = [k for k, v in plugin.module.__dict__.items() if callable(v) and not k.startswith("_")]
+        raise FlopscopeError(f"{path}: defines no {name!r}{suggestion(name, found)}")
+    if not callable(obj):
+        raise FlopscopeError(f"{path}:{name} is a {type(obj).__name__}, not a module class or factory")
+    last = None
+    for ctx in ((lambda: torch.device("meta")), (lambda: contextlib.nullcontext())):
+        try:
+            with ctx(), (skip_init() if last is None else contextlib.nullcontext()):
+                m = obj()
+            break
+        except TypeError as e:
+            raise FlopscopeError(f"{path}:{name}() cannot be called without arguments ({e}); define a zero-argument "
+                                 f"factory, e.g. def make(): return {name}(...)") from None
+        except Exception as e:  # noqa: BLE001 - retried on CPU, then reported
+            last = e
+    else:
+        raise FlopscopeError(f"{path}:{name}() failed: {type(last).__name__}: {str(last)[:200]}")
+    if not isinstance(m, nn.Module):
+        raise FlopscopeError(f"{path}:{name}() returned a {type(m).__name__}, not a torch.nn.Module")
+    return m
+
+
+def parse_input_shapes(inputs):
+    """['1,3,640,640', '1,77'] -> [(1, 3, 640, 640), (1, 77)]; None when not given."""
+    if not inputs:
+        return None
+    shapes = []
+    for s in inputs:
+        try:
+            shape = tuple(int(v) for v in s.replace("x", ",").split(",") if v.strip())
+        except ValueError:
+            shape = ()
+        if not shape or any(v <= 0 for v in shape):
+            raise FlopscopeError(f"--input must be a shape of positive integers such as 1,3,640,640, got {s!r}")
+        shapes.append(shape)
+    return shapes
