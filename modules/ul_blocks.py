@@ -466,3 +466,9 @@ def _torchvision_rule(row):
 class TorchVision(nn.Module):
     def __init__(self, *args, **kwargs):
         raise ValueError("TorchVision needs torchvision")
+
+
+from flopscope.fuse import fuse_pending  # noqa: E402
+
+fuse_pending(RepVGGDW, "ultralytics merges its 7x7 and 3x3 depthwise convs")
+fuse_pending(ConvTranspose, "ultralytics folds its BatchNorm", when=lambda m: isinstance(m.bn, nn.BatchNorm2d))

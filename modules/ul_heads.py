@@ -467,3 +467,9 @@ def classify_cost(m, t, x):
     y = t(m.linear, (b, c), "linear")
     t.ew("softmax", "softmax", prod(y))
     return y
+
+
+from flopscope.fuse import fuse_pending  # noqa: E402
+
+fuse_pending(DetectUL, "ultralytics drops the one-to-many branches of an end-to-end head",
+             when=lambda m: getattr(m, "has_one2one", False))

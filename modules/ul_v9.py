@@ -280,3 +280,8 @@ def cbfuse_cost(m, t, xs):
         t.ew(f"resize.{i}", "F.interpolate.nearest", b * c * h * w, ELEMENTWISE_COST["Upsample.nearest"])
     t.ew("sum", "add", len(branches) * b * c * h * w)
     return last
+
+
+from flopscope.fuse import fuse_pending  # noqa: E402
+
+fuse_pending(RepConv, "ultralytics merges its 3x3 and 1x1 branches into one conv")

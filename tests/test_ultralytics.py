@@ -144,3 +144,24 @@ def test_torchvision_config_is_a_clear_error(tmp_path):
                           "head:\n  - [-1, 1, Classify, [nc]]\n")
     with pytest.raises(ConfigError, match=r"layer 0: module: TorchVision\(resnet18\) wraps a torchvision model"):
         build_model(cfg)
+
+
+FUSED = [(n, r) for n, r in RECORDED if r.get("fused")]
+
+
+@pytest.mark.parametrize("name,rec", FUSED, ids=[n for n, _ in FUSED])
+def test_fuse_equals_the_real_fused_model_or_is_refused(name, rec):
+    """--fuse gives exactly the params of ultralytics' own fuse() (recorded by tools/record_ultralytics.py), or,
+    for models holding a module whose fuse rule is not written yet (RepConv, RepVGGDW, end-to-end heads), refuses
+    in one line: never the unfused figure labelled 'fused'."""
+    from flopscope.errors import FlopscopeError
+
+    model = _ours(name)
+    try:
+        fused = build_model(name, fuse=True)
+    except FlopscopeError as e:
+        assert "no fuse rule" in str(e) and "\n" not in str(e)
+        assert any(n in str(e) for n in ("RepConv", "RepVGGDW", "one-to-many", "ConvTranspose"))
+        return
+    assert sum(p.numel() for p in fused.parameters()) == rec["fused"]["params"], name
+    assert sum(p.numel() for p in model.parameters()) == rec["params"]
