@@ -97,11 +97,11 @@ CASES = {
     "no_layers": (lambda c: (c.__setitem__("backbone", []), c.__setitem__("head", [])), "backbone: no layers"),
     # unknown top-level keys (issue 10): a misspelt multiple would silently build the model at 1.0
     "key_misspelt": (lambda c: c.__setitem__("depth_multipel", c.pop("depth_multiple")),
-                     "depth_multipel: unknown top-level key (did you mean depth_multiple"),
-    "key_unknown_unicode": (setkey("extra_ünïcode_key", "x"), "extra_ünïcode_key: unknown top-level key; a YOLOv5 "
-                                                              "config has nc, depth_multiple, width_multiple"),
+                     "depth_multipel: unknown top-level key 'depth_multipel' in a YOLOv5 config (did you mean depth_multiple"),
+    "key_unknown_unicode": (setkey("extra_ünïcode_key", "x"), "extra_ünïcode_key: unknown top-level key "
+                                                              "'extra_ünïcode_key' in a YOLOv5 config; known keys: nc"),
     "key_not_a_string": (setkey(7, "x"), "7: unknown top-level key"),
-    "key_ultralytics_scales": (setkey("scales", {"n": [0.33, 0.25, 1024]}), "scales: Ultralytics"),
+    "key_ultralytics_scales": (setkey("scales", {"n": [0.33, 0.25, 1024]}), "scales: unknown top-level key 'scales' in a YOLOv5 config (scales is a key of the Ultralytics dialect"),
     "width_zero": (setkey("width_multiple", 0), "width_multiple: must be positive"),
     "width_nan": (setkey("width_multiple", float("nan")), "width_multiple: must be a number"),
     "width_inf": (setkey("width_multiple", float("inf")), "width_multiple: multiples above 100"),
