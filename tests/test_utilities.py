@@ -63,7 +63,7 @@ def test_one_input_parser_at_the_old_names():
 
     from flopscope import bench, inputs, layer
 
-    profile = importlib.import_module("flopscope.profile")  # the module (flopscope.profile is the function)
+    profile = importlib.import_module("flopscope.report")  # the module (flopscope.profile is the function)
     assert profile.parse_img is inputs.parse_img and layer.parse_hw is inputs.parse_hw
     assert bench.parse_batches is inputs.parse_batches
     for parse in (inputs.parse_img, inputs.parse_hw):
@@ -91,8 +91,8 @@ def test_one_place_decides_hw_scaling():
 
     assert layer.classify is scaling.classify and layer.classify_total is scaling.classify_total
     assert sweep.fit_exponent is scaling.fit_exponent and sweep.TOLERANCE == scaling.TOLERANCE
-    assert "proportional_when_doubled" in (PKG / "profile.py").read_text(encoding="utf-8")
-    assert importlib.import_module("flopscope.profile").proportional_when_doubled is scaling.proportional_when_doubled
+    assert "proportional_when_doubled" in (PKG / "report.py").read_text(encoding="utf-8")
+    assert importlib.import_module("flopscope.report").proportional_when_doubled is scaling.proportional_when_doubled
     # by hand: 3·H·W quadruples when H and W double; 3·H·W + 1 does not
     assert scaling.proportional_when_doubled(3 * 80 * 80, 3 * 160 * 160)
     assert not scaling.proportional_when_doubled(3 * 80 * 80 + 1, 3 * 160 * 160 + 1)
@@ -107,13 +107,13 @@ def test_one_units_table():
 
     from flopscope import units
 
-    names = ("profile", "layer", "diff", "sweep", "table", "bench")
+    names = ("report", "layer", "diff", "sweep", "table", "bench")
     for name in names:
         mod = importlib.import_module(f"flopscope.{name}")
         assert set(mod.UNITS.values()) <= set(units.DESCRIPTIONS.values()), name
         assert "UNITS = {" not in (PKG / f"{name}.py").read_text(encoding="utf-8"), name
     # the JSON text is unchanged (README "JSON output")
-    profile = importlib.import_module("flopscope.profile")
+    profile = importlib.import_module("flopscope.report")
     assert profile.UNITS["macs"] == "multiply-accumulates (conv + linear + matmul); bias adds not counted"
     assert importlib.import_module("flopscope.diff").UNITS["macs"] == \
         "multiply-accumulates (conv + linear + matmul), per batch"
