@@ -46,3 +46,14 @@ def test_source_checkout_runs_without_install():
     assert Path(zoo) == ROOT / "modules" / "__init__.py" and Path(yamls) == ROOT / "yamls" / "__init__.py"
     assert bundled == "True"
     assert json.loads(rest)["module"] == "C3"
+
+
+def test_every_subpackage_is_packaged():
+    """Each folder of flopscope/ with an __init__.py is listed in pyproject's packages (an installed flopscope
+    once lacked flopscope.dialects)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"flopscope." + ".".join(p.parent.relative_to(ROOT / "flopscope").parts)
+             for p in (ROOT / "flopscope").rglob("__init__.py") if p.parent != ROOT / "flopscope"}
+    assert found <= listed, found - listed
