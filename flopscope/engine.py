@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from .cost import Cost
 from .errors import ConfigError, FlopscopeError
-from .tracer import BUILT_ON_CPU_NOTE, NOT_COUNTED, OP_LEVEL, Note, ShapeError, Tracer
+from .shapes import ShapeError
+from .tracer import BUILT_ON_CPU_NOTE, NOT_COUNTED, OP_LEVEL, Note, Tracer
 
 
 @dataclass

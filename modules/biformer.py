@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from flopscope.channels import same_channel
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError
+from flopscope.shapes import ShapeError
 
 _KV_DOWN = {
     "identity": lambda m: nn.Identity(),

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from flopscope.channels import conv_like_repeat
 from flopscope.registry import formula, register
-from flopscope.tracer import cat_channels
+from flopscope.shapes import cat_channels
 
 from .yolov5 import Conv, bottleneck_cost
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from flopscope.channels import same_channel
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels
+from flopscope.shapes import ShapeError, check_channels
 
 from .yolov5 import Conv
 

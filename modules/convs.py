@@ -21,7 +21,7 @@ from torch.nn.modules.utils import _pair
 from flopscope.channels import conv_like, conv_like_repeat
 from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels, conv_out
+from flopscope.shapes import ShapeError, check_channels, conv_out
 
 from .yolov5 import C3, Conv, autopad, bottleneck_cost, c3_cost, conv_cost
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from flopscope.channels import conv_like, conv_like_repeat
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels, conv_out
+from flopscope.shapes import ShapeError, check_channels, conv_out
 from .yolov5 import C3, Conv, bottleneck_cost, c3_cost
 
 SAMPLING_RULE = "deformable bilinear sampling"

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from flopscope.channels import conv_like
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels, conv_out
+from flopscope.shapes import ShapeError, check_channels, conv_out
 
 
 def _grouped_conv_out(m, x):

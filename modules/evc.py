@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from flopscope.channels import same_channel
 from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
-from flopscope.tracer import cat_channels
+from flopscope.shapes import cat_channels
 
 from .yolov5 import Conv
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from flopscope.channels import conv_like, conv_like_repeat
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels, check_channels
+from flopscope.shapes import ShapeError, cat_channels, check_channels
 
 from ._layers import DropPath
 from .yolov5 import C3, Conv, c3_cost

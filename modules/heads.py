@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from flopscope.channels import custom, detect
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels
+from flopscope.shapes import ShapeError, check_channels
 
 from .yolov5 import Conv, Detect, detect_cost, detect_levels
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from flopscope.channels import conv_like_repeat, same_channel
 from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError
+from flopscope.shapes import ShapeError
 
 from ._layers import DropPath
 from .c2f import Bottleneck_v8, C2f, c2f_cost

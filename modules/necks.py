@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from flopscope.channels import concat_of, conv_like_repeat
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels
+from flopscope.shapes import ShapeError, cat_channels
 
 from .yolov5 import conv_cost
 

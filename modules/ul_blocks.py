@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from flopscope.channels import conv_like, conv_like_repeat, custom, passthrough
 from flopscope.registry import add_module, formula, register
-from flopscope.tracer import ShapeError, cat_channels, check_channels
+from flopscope.shapes import ShapeError, cat_channels, check_channels
 
 from .c2f import Bottleneck_v8, C2f, c2f_cost
 from .yolov5 import C3, Conv, autopad, bottleneck_cost, c3_cost, conv_cost

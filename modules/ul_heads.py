@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from flopscope.channels import custom
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, check_channels
+from flopscope.shapes import ShapeError, check_channels
 
 from .ul_blocks import DFL, Proto
 from .yolov5 import Conv, DWConv
@@ -457,7 +457,7 @@ class Classify(nn.Module):
 @formula(Classify)
 def classify_cost(m, t, x):
     if isinstance(x, list):
-        from flopscope.tracer import cat_channels
+        from flopscope.shapes import cat_channels
 
         x = cat_channels(x)
     check_channels(m, x[1], m.conv.conv.in_channels)

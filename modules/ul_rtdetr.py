@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from flopscope.channels import conv_like, conv_like_repeat, custom
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels
+from flopscope.shapes import ShapeError, cat_channels
 
 from .deformable import deformable_sampling_cost
 from .ul_v9 import RepConv

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from flopscope.channels import conv_like, custom
 from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels, check_channels
+from flopscope.shapes import ShapeError, cat_channels, check_channels
 
 from .c2f import Bottleneck_v8
 from .yolov5 import C3, Conv, autopad, c3_cost

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from flopscope.channels import conv_like_repeat, custom
 from flopscope.registry import formula, register
-from flopscope.tracer import ShapeError, cat_channels
+from flopscope.shapes import ShapeError, cat_channels
 
 from .ul_blocks import C3k
 from .yolov5 import Conv

@@ -14,7 +14,7 @@ import torch.nn as nn
 from flopscope.channels import concat, conv_like, conv_like_repeat, custom, detect, make_divisible, passthrough
 from flopscope.fuse import fold_conv_bn, fuser
 from flopscope.registry import add_module, formula, register
-from flopscope.tracer import ShapeError, cat_channels
+from flopscope.shapes import ShapeError, cat_channels
 
 
 def autopad(k, p=None, d=1):

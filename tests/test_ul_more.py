@@ -17,7 +17,8 @@ import flopscope
 from flopscope.builder import build_model
 from flopscope.engine import count_layers
 from flopscope.modules.deformable import SAMPLING_RULE
-from flopscope.tracer import ShapeError, Tracer
+from flopscope.shapes import ShapeError
+from flopscope.tracer import Tracer
 
 DATA = Path(__file__).parent / "data" / "ultralytics"
 FAMILIES = ["yolov9t", "yolov9s", "yolov9m", "yolov9c", "yolov9e", "yolov9c-seg", "yolov9e-seg", "yolo12",

@@ -58,6 +58,21 @@ def test_shape_helpers_moved_with_old_names_kept():
     assert "import cycle" not in (PKG / "registry.py").read_text(encoding="utf-8")
 
 
+
+def test_the_zoo_takes_shape_helpers_from_shapes_not_the_tracer():
+    """The tracer re-exports the shape helpers for old plugins; our own code imports them from their module."""
+    import re
+
+    root = PKG.parent
+    offenders = []
+    for path in [*sorted((root / "modules").glob("*.py")), *sorted(PKG.rglob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"from (?:flopscope|\.+)\.?tracer import ([^\n]+)", text):
+            names = {n.strip() for n in m.group(1).split("#")[0].split(",")}
+            if names & {"ShapeError", "check_channels", "conv_out", "cat_channels", "Shape"}:
+                offenders.append(f"{path.name}: {m.group(0)}")
+    assert not offenders, offenders
+
 def test_one_input_parser_at_the_old_names():
     import importlib
 

@@ -20,7 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import flopscope
 import thop01
 from flopscope.registry import MODULES, load_zoo
-from flopscope.tracer import ShapeError, Tracer
+from flopscope.shapes import ShapeError
+from flopscope.tracer import Tracer
 
 load_zoo()
 from flopscope.modules.c2f import C2f  # noqa: E402
