@@ -9,7 +9,7 @@ Facts (8.4.190) the classes below reproduce:
   ``c2 = max(16, ch[0] // 4, 4 * reg_max)``, ``c3 = max(ch[0], min(nc, 100))``; ``DFL`` when reg_max > 1.
 * ``end2end`` (YOLOv10, YOLO26) adds a one-to-one copy of every branch (``one2one_cv2`` ...).  The eval forward
   runs *both* branch sets on every level, then decodes one of them (the one-to-many one on a freshly built model,
-  as ultralytics does until ``end2end`` is switched on): so both are counted.  ``fuse()`` would drop one.
+  as ultralytics does until ``end2end`` is switched on): so both are counted.  ``fuse()`` drops the one-to-one set.
 * decode (eval): DFL softmax + fixed 1x1 conv over 4 x reg_max bins (a real conv, counted by FlopCounterMode),
   ``dist2bbox`` (element-wise), sigmoid of the class scores; Pose adds the keypoint decode, OBB the angle.
 * Segment: ``cv4`` mask-coefficient branch (``c4 = max(ch[0] // 4, nm)``) and ``Proto`` on the first level
@@ -469,7 +469,38 @@ def classify_cost(m, t, x):
     return y
 
 
-from flopscope.fuse import fuse_pending  # noqa: E402
+from flopscope.fuse import fuser  # noqa: E402
 
-fuse_pending(DetectUL, "ultralytics drops the one-to-many branches of an end-to-end head",
-             when=lambda m: getattr(m, "has_one2one", False))
+
+def _drop(m, names):
+    dropped = [n for n in names if getattr(m, n, None) is not None]
+    for n in dropped:
+        setattr(m, n, None)
+    return dropped
+
+
+@fuser(DetectUL, what="the one-to-one branch copies of the end-to-end head dropped, as on a fresh build, whose "
+                       "end2end is off")
+def fuse_detect_ul(m):
+    """ultralytics' Detect.fuse(): ``setattr(self, name[8:] if end2end else name, None)`` for every ``one2one_*``
+    module.  A freshly built model has ``end2end`` off (it decodes the one-to-many branches), so the one-to-one
+    copies go; both sets have the same shapes, so params and FLOPs are the same either way."""
+    dropped = _drop(m, [n for n in m._modules if n.startswith("one2one_")])
+    m.has_one2one = False
+    return bool(dropped)
+
+
+@fuser(Segment26, what="the one-to-one branch copies of the end-to-end head and the training-only semseg "
+                       "branch of Proto26 dropped")
+def fuse_segment26(m):
+    """Segment26.fuse(): Detect.fuse(), then Proto26.fuse() (``semseg = None``)."""
+    dropped = fuse_detect_ul(m)
+    return bool(_drop(m.proto, ["semseg"])) or dropped
+
+
+@fuser(Pose26, what="the one-to-one branch copies of the end-to-end head, the training-only RealNVP flow and "
+                    "the sigma convs dropped")
+def fuse_pose26(m):
+    """Pose26.fuse(): Detect.fuse(), then ``flow_model = None`` and the kept set's ``cv4_sigma = None``."""
+    dropped = fuse_detect_ul(m)
+    return bool(_drop(m, ["flow_model", "cv4_sigma"])) or dropped
