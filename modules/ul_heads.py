@@ -117,6 +117,8 @@ class DetectUL(nn.Module):
         return None
 
     def forward(self, x):
+        if self.training:
+            return self.forward_train(x)
         bs = x[0].shape[0]
         outs = []
         for _, heads in self.branches():
@@ -136,6 +138,26 @@ class DetectUL(nn.Module):
 
     def decode_extra(self, extra, anchors, strides):
         return extra
+
+    def forward_train(self, x):
+        """ultralytics' training forward: the raw predictions of every branch set, no decode (no DFL), for the loss;
+        the one-to-one set runs on detached inputs ("detach keeps one2one out of the backbone"), so its first convs
+        compute no grad-input and send no gradient to the neck.  The ``feats`` ultralytics returns beside them are
+        the head's inputs (the loss reads their shapes), not returned here."""
+        bs = x[0].shape[0]
+        preds = {}
+        for prefix, heads in self.branches():
+            xs = [xi.detach() for xi in x] if prefix else list(x)
+            p = {"boxes": torch.cat([heads["cv2"][i](xs[i]).view(bs, 4 * self.reg_max, -1) for i in range(self.nl)], -1),
+                 "scores": torch.cat([heads["cv3"][i](xs[i]).view(bs, self.nc, -1) for i in range(self.nl)], -1)}
+            extra = self.train_task_heads(xs, heads, prefix)
+            if extra is not None:
+                p["extra"] = extra
+            preds["one2one" if prefix else "one2many"] = p
+        return preds if len(preds) > 1 else preds["one2many"]
+
+    def train_task_heads(self, x, heads, prefix=""):  # the task branches' raw training outputs
+        return self.run_task_heads(x, heads)
 
 
 def _make_anchors(feats, strides, offset=0.5):
@@ -235,7 +257,10 @@ class Proto26(Proto):
         feat = x[0]
         for i, f in enumerate(self.feat_refine):
             feat = feat + nn.functional.interpolate(f(x[i + 1]), scale_factor=2 ** (i + 1), mode="nearest")
-        return super().forward(self.feat_fuse(feat))
+        p = super().forward(self.feat_fuse(feat))
+        if self.training and self.semseg is not None:  # ultralytics: the semantic logits for the training loss
+            return p, self.semseg(feat)
+        return p
 
 
 @formula(Proto26)
@@ -362,6 +387,17 @@ class Pose26(PoseUL):
         feats = [heads["cv4"][i](x[i]) for i in range(self.nl)]
         return torch.cat([heads["cv4_kpts"][i](feats[i]).view(bs, self.nk, -1) for i in range(self.nl)], 2)
 
+    def train_task_heads(self, x, heads, prefix=""):
+        """Training adds the keypoint sigmas (``cv4_sigma`` on the cv4 features), as ultralytics' forward_head."""
+        bs = x[0].shape[0]
+        feats = [heads["cv4"][i](x[i]) for i in range(self.nl)]
+        kpts = torch.cat([heads["cv4_kpts"][i](feats[i]).view(bs, self.nk, -1) for i in range(self.nl)], 2)
+        sigma_heads = getattr(self, prefix + "cv4_sigma", None)
+        if sigma_heads is None:
+            return kpts
+        sigma = torch.cat([sigma_heads[i](feats[i]).view(bs, self.nk_sigma, -1) for i in range(self.nl)], 2)
+        return kpts, sigma
+
     def trace_task_branch(self, t, prefix, role, mlist, xs):
         if role == "cv4_kpts":
             return  # traced with cv4 (it runs on cv4's output)
@@ -451,7 +487,8 @@ class Classify(nn.Module):
     def forward(self, x):
         if isinstance(x, list):
             x = torch.cat(x, 1)
-        return self.linear(self.drop(self.pool(self.conv(x)).flatten(1))).softmax(1)
+        x = self.linear(self.drop(self.pool(self.conv(x)).flatten(1)))
+        return x if self.training else x.softmax(1)  # ultralytics: logits in training
 
 
 @formula(Classify)
