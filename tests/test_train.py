@@ -263,12 +263,13 @@ UL_TRAIN = json.loads((Path(__file__).parent / "data" / "ultralytics_train.json"
 
 @pytest.mark.parametrize("name", sorted(UL_TRAIN["models"]))
 def test_ultralytics_backward_flops_equal_the_real_training_step(name):
-    """Per layer: backward FLOPs = those of the real ultralytics model's training step.  This checks the heads'
-    training forward (raw predictions, no decode; the one-to-one set of YOLOv10 / YOLO26 on detached inputs; the
+    """Per layer: backward FLOPs = those of the real ultralytics model's training step (``@freezeN``: with the
+    trainer's ``freeze=N``, the same rule as YOLOv5's ``--freeze``).  This checks the heads' training forward (raw predictions, no decode; the one-to-one set of YOLOv10 / YOLO26 on detached inputs; the
     YOLO26 semseg / keypoint-sigma branches; Classify's logits) as well as the backward rules."""
     rec = UL_TRAIN["models"][name]
     img, batch = UL_TRAIN["img"], UL_TRAIN["batch"]
-    rep = train_profile(flopscope.build_model(name), (img, img), batch)
+    cfg, _, freeze = name.partition("@freeze")  # recorded with the trainer's freeze=N
+    rep = train_profile(flopscope.build_model(cfg), (img, img), batch, freeze=int(freeze or 0))
     assert [r.backward_flops for r in rep.layers] == [r["bwd"] for r in rec["layers"]]
 
 

@@ -4,7 +4,8 @@
     /work/venvs/ultra/bin/python tools/record_ultralytics_train.py yolo11n yolo26n-seg
 
 Needs ultralytics 8.4.x + torch; neither the package nor this script is a flopscope dependency.
-Writes tests/data/ultralytics_train.json: per model, per layer model.model[i],
+Writes tests/data/ultralytics_train.json: per model (``NAME@freezeN``: with the trainer's ``freeze=N``), per layer
+model.model[i],
   - bwd_fcm: FlopCounterMode FLOPs of the real whole-model backward in train mode (CPU, batch BATCH, IMG px, zeros
     input), each autograd node attributed to the layer whose forward created it (forward hooks tag the nodes,
     the FlopCounterMode total is read before and after every node: the CPU engine runs one node at a time);
@@ -34,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 IMG, BATCH = 64, 1
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "ultralytics_train.json"
 DEFAULT = ["yolov8n", "yolo11n", "yolov9t", "yolov10n", "yolo12n", "yolo26n", "yolov8n-seg", "yolo11n-pose",
-           "yolo26n-seg", "yolo26n-pose", "yolo26n-obb", "yolo11n-cls"]
+           "yolo26n-seg", "yolo26n-pose", "yolo26n-obb", "yolo11n-cls", "yolo26n@freeze10", "yolov10n@freeze5"]
 
 
 def tensors(out, skip=("feats",)):
@@ -119,8 +120,13 @@ def backward_per_layer(model, x):
 
 
 def record(name):
+    """``NAME`` or ``NAME@freezeN`` (the trainer's ``freeze=N``: parameters named ``model.{x}.``, x < N, frozen)."""
+    name, _, fz = name.partition("@freeze")
     torch.manual_seed(0)
     model = build(name).train()
+    frozen = [f"model.{x}." for x in range(int(fz or 0))]
+    for k, v in model.named_parameters():
+        v.requires_grad_(not any(f in k for f in frozen))
     x = torch.zeros(BATCH, 3, IMG, IMG)
     bwd = backward_per_layer(model, x)
     exc = grouped_excess(model, x)
