@@ -52,6 +52,8 @@ def _outputs(out):
         return [out]
     if isinstance(out, (list, tuple)):
         return [t for v in out for t in _outputs(v)]
+    if isinstance(out, dict):  # the Ultralytics heads' training predictions
+        return [t for v in out.values() for t in _outputs(v)]
     return []
 
 
