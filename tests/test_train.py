@@ -189,7 +189,8 @@ def _oracle_saved_bytes(name, img, batch=1, autocast=None):
     return sum(seen.values())
 
 
-@pytest.mark.parametrize("name", ["yolov5n", "yolov5s-transformer", "yolov5s_iRMB", "yolov5s_BiLevelRoutingAttention"])
+@pytest.mark.parametrize("name", ["yolov5n", "yolov5s-transformer", "yolov5s_iRMB", "yolov5s_BiLevelRoutingAttention",
+                                  "yolo26n"])
 def test_activation_bytes_equal_saved_tensors(name):
     img = 128
     ours = flopscope.profile(name, img=img, batch=2, train=True).to_dict()["totals"]["activation_bytes"]
