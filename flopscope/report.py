@@ -30,6 +30,7 @@ from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.pars
 from .fuse import fused_copy, is_fused
 from .rules import thop_macs
 from .scaling import proportional_when_doubled
+from .rows import RowKey, jsonable  # noqa: F401  (jsonable re-exported: report.jsonable)
 from .tracer import NOT_COUNTED
 
 UNITS = units.pick(
@@ -37,12 +38,7 @@ UNITS = units.pick(
 
 
 @dataclass
-class LayerRecord:
-    index: int
-    f: int | list
-    n: int
-    module: str
-    args: list
+class LayerRecord(RowKey):
     out_shape: object
     params: int
     macs_by_kind: dict
@@ -64,7 +60,7 @@ class LayerRecord:
 
     def to_dict(self) -> dict:
         return {
-            "index": self.index, "from": self.f, "n": self.n, "module": self.module, "args": jsonable(self.args),
+            **self.key_dict(),
             "out_shape": jsonable(self.out_shape), "params": self.params, "macs": self.macs, "flops": self.flops,
             "elementwise_flops": self.elementwise_flops, "linear_in_hw": self.linear_in_hw,
             "counted_by": self.counted_by, "macs_by_kind": dict(self.macs_by_kind),
@@ -126,18 +122,6 @@ class Report:
                 "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
                 "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
-
-
-def jsonable(v):
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, nn.Module):
-        return repr(v)
-    return str(v)
 
 
 MAX_BATCH = 1_000_000
