@@ -41,8 +41,6 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "ultralytics"
 # Official configs that are not detect/segment/pose/obb/classify models buildable without torchvision / text models.
 SKIP = {
     "yolo11-cls-resnet18": "TorchVision wrapper (needs torchvision)",
-    "yolo26-depth": "depth task (outside detect/seg/pose/obb/cls)",
-    "yolo26-sem": "semantic-segmentation task (outside detect/seg/pose/obb/cls)",
 }
 SKIP_PREFIX = {"yoloe-": "YOLOE (open-vocabulary, text/visual prompt model)", "yolov8-world": "YOLO-World (CLIP text)"}
 
@@ -107,7 +105,7 @@ def build(name, task, rtdetr):
 
     cls = T.RTDETRDetectionModel if rtdetr else {
         "detect": T.DetectionModel, "segment": T.SegmentationModel, "pose": T.PoseModel, "obb": T.OBBModel,
-        "classify": T.ClassificationModel}[task]
+        "classify": T.ClassificationModel, "depth": T.DepthModel, "semantic": T.SemanticSegmentationModel}[task]
     info, T.BaseModel.info = T.BaseModel.info, lambda *a, **k: None  # info() is called (once) by the recorder
     try:
         return cls(name + ".yaml", verbose=True), cls.__name__
@@ -244,6 +242,7 @@ def main(argv=None):
         if why:
             index["skipped"][rel] = why
             continue
+        index["skipped"].pop(rel, None)
         d = YAML.load(f)
         task = guess_model_task(d)
         rtdetr = "rtdetr" in f.stem

@@ -153,6 +153,9 @@ class UltralyticsDialect(Dialect):
 
     def strides(self, model, shapes, head_inputs, s):
         head = model.model[-1]
+        own = getattr(head, "model_stride", None)  # a head whose model finds its stride its own way (Depth, ...)
+        if callable(own):
+            return torch.tensor(own(shapes, head_inputs, s), device="cpu")
         if head_inputs is not None and isinstance(head_inputs, list) and hasattr(head, "nl"):
             levels = head_inputs[: head.nl]
             stride = torch.tensor([s / x[-2] for x in levels], device="cpu")
