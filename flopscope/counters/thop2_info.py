@@ -70,37 +70,60 @@ class _Sample:
     fallback: bool  # terms of modules without a formula (assumed counted; functional or not is unknown)
 
 
-def _op_module(t, chain):
-    """The module that ran an op-level (``aten.*``) term of a module without a formula: the term's name is the
-    module path (below its deepest owner) + the op; None when the path does not resolve."""
+def _op_modules(t, chain):
+    """The modules an op-level (``aten.*``) term of a module without a formula ran in, outermost first: its deepest
+    owner, then down the module path its name holds (the path + the op); None when the path does not resolve."""
     if not chain:
         return None
     owner, rest = chain[0]
+    mods = [mod for mod, _ in reversed(chain[1:])] + [owner]
     path = rest.rpartition(".")[0]
-    try:
-        return owner.get_submodule(path) if path else owner
-    except (AttributeError, TypeError, ValueError):
-        return None
+    cur = owner
+    for part in path.split(".") if path else ():
+        try:
+            cur = cur.get_submodule(part)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        mods.append(cur)
+    return mods
 
 
-def _price(t, chain, terms) -> tuple[float | None, bool]:
-    """(thop 2.x MACs for term ``t``, whether it is of unknown origin: a product of a module without a formula that
-    may have run as a functional call).  Op-level terms are priced by the module that ran them: a conv / linear
-    module by its hook, a norm by thop's normalisation rule, element-wise work outside hooked modules as 0."""
+_CONV_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _price(t, chain, terms) -> tuple[float | None, float, bool]:
+    """(thop 2.x MACs for term ``t``, the part its TorchFunctionMode counts (functional products), whether the term's
+    origin is unknown: a product of a module without a formula that thop may count or not, as a functional call).
+
+    Op-level terms (modules without a formula) are priced by the module that ran them: a conv / linear module by its
+    hook; a norm by thop's normalisation rule; other element-wise work outside hooked modules as 0; ``aten.bmm``
+    outside hooked modules as a counted functional product (``@``, ``matmul``, ``bmm`` and two-operand ``einsum``
+    all dispatch it and thop counts each the same), ``aten.convolution`` there as ``F.conv2d`` (not counted).
+    ``aten.mm`` / ``aten.addmm`` there may be ``@`` / ``F.linear`` (counted) or ``torch.mm`` / ``torch.addmm``
+    (not): unknown."""
     if t.op.startswith("aten."):
-        mod = _op_module(t, chain)
-        if mod is not None:
-            if t.kind in MAC_KINDS and isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and \
-                    t.op in ("aten.convolution", "aten.addmm", "aten.mm", "aten.linear"):
-                return float(t.value), False
-            if t.kind not in MAC_KINDS:
+        mods = _op_modules(t, chain)
+        if mods is not None:
+            mod, above = mods[-1], mods[:-1]
+            inside_hooked = any(_thop2_hooked(m) for m in above)
+            if t.kind in MAC_KINDS:
+                if isinstance(mod, _CONV_LINEAR) and not inside_hooked and \
+                        t.op in ("aten.convolution", "aten.addmm", "aten.mm", "aten.linear"):
+                    return float(t.value), 0.0, False
+                if not _thop2_hooked(mod) and not inside_hooked:
+                    if t.op == "aten.bmm":
+                        return float(t.value), float(t.value), False
+                    if t.op == "aten.convolution":
+                        return 0.0, 0.0, False
+            else:
                 if isinstance(mod, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) and \
-                        "norm" in t.op:
-                    return (4 if affine(mod) else 2) * t.elems, False
-                if not _thop2_hooked(mod):
-                    return 0.0, False
+                        "norm" in t.op and not inside_hooked:
+                    return (4 if affine(mod) else 2) * t.elems, 0.0, False
+                if not _thop2_hooked(mod) and not inside_hooked:
+                    return 0.0, 0.0, False
     v, _ = predict(THOP2_TABLE, t, chain=chain, terms=terms)
-    return v, bool(v) and fallback_term(t)
+    functional = v if v and t.op in THOP2_FUNCTIONAL_OPS else 0.0
+    return v, functional, bool(v) and fallback_term(t)
 
 
 def _sample(model, shape) -> _Sample:
@@ -108,12 +131,11 @@ def _sample(model, shape) -> _Sample:
     for terms, chains in trace_layers(model, shape):
         s = 0.0
         for t, chain in zip(terms, chains):
-            v, unknown = _price(t, chain, terms)
+            v, f, unknown = _price(t, chain, terms)
             if v is None:
                 raise _Unpredictable(f"thop 2.x's count of {t.op} ({t.name or 'layer'}) cannot be predicted")
             s += v
-            if v and t.op in THOP2_FUNCTIONAL_OPS:
-                functional += v
+            functional += f
             fallback = fallback or unknown
         per.append(s)
     return _Sample(per, functional, fallback)
