@@ -63,7 +63,7 @@ def model_info_lines(report) -> list[str]:
     true_per_image = report.gflops / report.batch
     mi = report.model_info_gflops
     current = getattr(report, "model_info_current_gflops", None)
-    stride_aware = mi is not None and current is not None and mi == current
+    stride_aware = getattr(report, "model_info_stride_aware", False)
     if mi is not None:
         label = LABELS["model_info_ultralytics" if stride_aware else "model_info_legacy"]
         how = LABELS["model_info_current_how"] if stride_aware else \

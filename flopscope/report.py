@@ -98,6 +98,7 @@ class Report:
     train: object = None  # flopscope.train.TrainReport with --train
     model_info_current_gflops: float | None = None  # what current Ultralytics / YOLOv5 print (thop 2.x)
     model_info_current_method: str | None = None  # how ultralytics-thop's stride-aware profile gets it
+    model_info_stride_aware: bool = False  # model_info_gflops is ultralytics' get_flops (Ultralytics dialect)
 
     @property
     def params(self) -> int:
@@ -273,7 +274,8 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
     notes.extend(not_counted_totals(records))
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
                   fused=is_fused(model), train=tr, model_info_current_gflops=current.gflops,
-                  model_info_current_method=current.method or None)
+                  model_info_current_method=current.method or None,
+                  model_info_stride_aware=dialect.model_info_stride_aware)
 
 
 def linear_in_hw(lc, doubled) -> bool | None:

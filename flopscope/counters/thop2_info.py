@@ -126,7 +126,7 @@ def _price(t, chain, terms) -> tuple[float | None, float, bool]:
     return v, functional, bool(v) and fallback_term(t)
 
 
-def _sample(model, shape) -> _Sample:
+def _trace_sample(model, shape) -> _Sample:
     per, functional, fallback = [], 0.0, False
     for terms, chains in trace_layers(model, shape):
         s = 0.0
@@ -154,9 +154,25 @@ def _extrapolate(ops: list, cells: int, min_cells: int) -> float:
     return ops[0] + t * d1 + t * (t - 1) // 2 * d2
 
 
-def current_model_info(model, img, min_cells: int = 1, channels: int | None = None) -> CurrentInfo:
+def current_model_info(model, img, min_cells: int = 1, channels: int | None = None,
+                       cache: dict | None = None) -> CurrentInfo:
     """``get_flops(model, img)`` of ultralytics 8.4 / ultralytics-thop 2.2 for our built ``model`` (any device; only
-    shapes are traced).  ``img``: (H, W); ``min_cells``: get_flops' (the dialect knows its RT-DETR decoders)."""
+    shapes are traced).  ``img``: (H, W); ``min_cells``: get_flops' (the dialect knows its RT-DETR decoders).
+    ``cache``: a dict kept by the caller across calls on the same model (the proxies do not depend on the image
+    size, so several sizes share their traces)."""
+    if cache is not None:
+        def _sample(m, shape, _cache=cache):
+            if shape not in _cache:
+                try:
+                    _cache[shape] = _trace_sample(m, shape)
+                except (FlopscopeError, _Unpredictable) as e:
+                    _cache[shape] = e
+            hit = _cache[shape]
+            if isinstance(hit, Exception):
+                raise hit
+            return hit
+    else:
+        _sample = _trace_sample
     h, w = img
     c = channels or model.ch
     stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
