@@ -173,14 +173,14 @@ def test_plugin_with_functional_matmul_equals_real_ultralytics_thop(tmp_path):
 
 def test_unknowable_figure_is_none_with_the_reason(tmp_path):
     """A 2-D `@` in a plugin without a formula is aten.mm, which `torch.mm` (not counted by thop 2.x) also
-    dispatches; the cost is not proportional to the proxy width, so the figure depends on which: None, and a note
-    says why (the real thop, run here, prints a figure: we do not guess it)."""
+    dispatches, so the figure depends on which: None, and a note says why (the real thop, run here, prints a
+    figure: we do not guess it)."""
     plugin, cfg = _plugin_yaml(tmp_path, "Gram2D")
     try:
         r = flopscope.profile(str(cfg), img=128)
         assert get_flops(build_model(str(cfg), device="cpu").eval(), 128) > 0
         assert r.model_info_current_gflops is None and r.to_dict()["model_info_current_gflops"] is None
-        assert any("model_info_current_gflops" in n and "functional" in n for n in r.notes)
+        assert any("model_info_current_gflops" in n and "torch.mm" in n for n in r.notes)
         assert r.model_info_gflops is not None  # the legacy figure is unaffected
     finally:
         plugin.unload()

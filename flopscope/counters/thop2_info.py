@@ -55,8 +55,8 @@ class CurrentInfo:
     gflops: float | None
     per_layer: list | None = None
     reason: str | None = None
-    method: str = ""
-    notes: list = field(default_factory=list)
+    method: str = ""  # e.g. "extrapolated from 4 proxies 32x32,64,96,128 to 400 cells of 32x32", "full-size ... run (why)"
+    notes: list = field(default_factory=list)  # caveats
 
 
 class _Unpredictable(Exception):
@@ -100,7 +100,7 @@ def _price(t, chain, terms) -> tuple[float | None, float, bool]:
     outside hooked modules as a counted functional product (``@``, ``matmul``, ``bmm`` and two-operand ``einsum``
     all dispatch it and thop counts each the same), ``aten.convolution`` there as ``F.conv2d`` (not counted).
     ``aten.mm`` / ``aten.addmm`` there may be ``@`` / ``F.linear`` (counted) or ``torch.mm`` / ``torch.addmm``
-    (not): unknown."""
+    (not): unpredictable (raises)."""
     if t.op.startswith("aten."):
         mods = _op_modules(t, chain)
         if mods is not None:
@@ -115,6 +115,10 @@ def _price(t, chain, terms) -> tuple[float | None, float, bool]:
                         return float(t.value), float(t.value), False
                     if t.op == "aten.convolution":
                         return 0.0, 0.0, False
+                    if t.op in ("aten.mm", "aten.addmm") and t.value:
+                        raise _Unpredictable(
+                            f"{t.op} in {type(mod).__name__} ({t.name}) is `@` / F.linear (counted by thop 2.x) or "
+                            f"torch.mm / torch.addmm (not counted): which is not known from our terms")
             else:
                 if isinstance(mod, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) and \
                         "norm" in t.op and not inside_hooked:
@@ -190,8 +194,10 @@ def current_model_info(model, img, min_cells: int = 1, channels: int | None = No
                 widths.append(width)
         except _Unpredictable as e:
             return CurrentInfo(None, reason=str(e))
-        except FlopscopeError as e:  # the real forward raising on a proxy: thop drops the proxies
-            notes.append(f"a {stride}x{stride * (min_cells + len(samples))} proxy does not run ({e}); full-size run")
+        except Exception as e:  # noqa: BLE001 - the real forward raising on a proxy: thop drops the proxies
+            msg = str(e).replace("\n", " ")[:200]
+            notes.append(f"a {stride}x{stride * (min_cells + len(samples))} proxy does not run: "
+                         f"{type(e).__name__}: {msg}")
             samples, widths = [], []
     if samples and any(s.fallback for s in samples) and len(samples) < 4:
         # a module without a formula may run functional products (then thop takes 4 samples); it matters only
@@ -206,7 +212,7 @@ def current_model_info(model, img, min_cells: int = 1, channels: int | None = No
             if third != 0 or _extrapolate(ops4, cells, min_cells) != a:
                 return CurrentInfo(None, reason="depends on whether modules without a formula run functional "
                                                 "products (thop then fits 4 proxies): not known from our terms")
-        except (FlopscopeError, _Unpredictable) as e:
+        except Exception as e:  # noqa: BLE001 - a wider proxy not running: which path thop takes is unknown
             return CurrentInfo(None, reason=f"modules without a formula: thop's proxies cannot be predicted ({e})")
     if samples:
         ops = [sum(s.per_layer) for s in samples]
@@ -216,8 +222,8 @@ def current_model_info(model, img, min_cells: int = 1, channels: int | None = No
                    for i in range(len(samples[0].per_layer))]
             method = (f"extrapolated from {len(samples)} proxies {stride}x{','.join(map(str, widths))} "
                       f"to {cells} cells of {stride}x{stride}")
-            return _done(total, per, method, notes, samples)
-        notes.append("the 4 proxies are not quadratic in their width (third difference not 0); full-size run")
+            return _done(total, per, method, [], samples)
+        notes.append("the 4 proxies are not quadratic in their width: third difference not 0")
     try:
         full = _sample(model, (1, c, h, w))
     except _Unpredictable as e:
@@ -225,10 +231,15 @@ def current_model_info(model, img, min_cells: int = 1, channels: int | None = No
     except FlopscopeError as e:
         return CurrentInfo(None, reason=f"get_flops returns 0.0 (model.info() prints no GFLOPs): the {h}x{w} "
                                         f"forward fails: {e}", notes=notes)
-    return _done(sum(full.per_layer), full.per_layer, f"full-size {h}x{w} run", notes, [full])
+    except Exception as e:  # noqa: BLE001 - a formula failing only when traced with owners: say so, never guess
+        return CurrentInfo(None, reason=f"our terms at {h}x{w} could not be traced ({type(e).__name__}: {e})"[:300],
+                           notes=notes)
+    why = f" ({'; '.join(notes)})" if notes else ""
+    return _done(sum(full.per_layer), full.per_layer, f"full-size {h}x{w} run{why}", [], [full])
 
 
 def _done(total, per, method, notes, samples) -> CurrentInfo:
+    """``notes``: caveats for the report; why thop took the path it took is in ``method``."""
     if any(s.fallback for s in samples):
         notes.append("modules without a formula: their products assumed counted by thop 2.x")
     return CurrentInfo(2 * total / 1e9, [2 * v for v in per], None, method, notes)
