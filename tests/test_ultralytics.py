@@ -168,6 +168,8 @@ def test_fuse_equals_the_real_fused_model_or_is_refused(name, rec):
         return
     assert sum(p.numel() for p in fused.parameters()) == rec["fused"]["params"], name
     assert sum(p.numel() for p in model.parameters()) == rec["params"]
-    # model.info() after fuse() (ultralytics-thop 2.x, stride-aware) = the recorded real figure
-    assert_model_info_recorded(fused, {"name": name, "info": {"640": {"gflops": rec["fused"]["info_gflops_640"],
-                                                                     "line": rec["fused"]["info_line_640"]}}})
+    # model.info() after fuse() (ultralytics-thop 2.x, stride-aware) = the recorded real figure (first two scales of
+    # a family: the others take the same path)
+    if rec["flops_from"] == "real":
+        info = {"640": {"gflops": rec["fused"]["info_gflops_640"], "line": rec["fused"]["info_line_640"]}}
+        assert_model_info_recorded(fused, {"name": name, "info": info})
