@@ -170,6 +170,34 @@ def test_elementwise_conventions_by_hand():
     assert op_count(tconv, x).total()["conv"] == n * 6 * 9  # input elements x Cout/g x taps
 
 
+def test_bicubic_upsample_by_hand():
+    """aten's upsample_bicubic2d (CPU: cpu_upsample_generic with 4 taps per dimension; CUDA: cubic_interp1d of 4
+    cubic_interp1d) interpolates each output value separably: 4 rows of 4 taps (4 mul + 3 add each), then the 4 row
+    values (4 mul + 3 add): 5 x 7 = 35 FLOPs per output element, the weights computed per output row / column.
+    Bilinear stays thop's 11 per output, nearest 1 (a copy)."""
+    from flopscope.registry import load_zoo
+    from flopscope.tracer import Tracer
+
+    load_zoo()
+    b, c, h, w = 2, 3, 5, 7
+    x = torch.empty(b, c, h, w, device="meta")
+    for mod, per in [(nn.Upsample(scale_factor=2, mode="bicubic"), 35), (nn.Upsample(size=(9, 4), mode="bicubic"), 35),
+                     (nn.Upsample(scale_factor=2, mode="bilinear"), 11), (nn.Upsample(scale_factor=3), 1)]:
+        out = mod(x).numel()
+        assert op_count(mod, x).total()["elementwise"] == per * out, mod
+        t = Tracer(allow_fallback=False)
+        t(mod, tuple(x.shape))
+        assert t.cost.elementwise_flops == per * out, mod  # the formula path prices it the same
+    # F.interpolate / grid_sample bicubic: 35 per sampled value (+ the bilinear coordinate rule per point)
+    with torch.no_grad(), OpCounter() as oc:
+        F.interpolate(x, scale_factor=(1.5, 2), mode="bicubic", align_corners=True)
+    assert oc.total()["elementwise"] == 35 * b * c * 7 * 14
+    grid = torch.empty(b, 4, 6, 2, device="meta")
+    with torch.no_grad(), OpCounter() as oc:
+        F.grid_sample(x, grid, mode="bicubic", align_corners=False)
+    assert oc.total()["elementwise"] == 10 * b * 4 * 6 + 35 * b * c * 4 * 6
+
+
 # -- pure-PyTorch models: MACs == FlopCounterMode on a real forward, nothing uncounted ------------
 class ResBlock(nn.Module):
     def __init__(self, c, s=1):

@@ -126,7 +126,7 @@ RECIPES = {
         "Segment": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5)), ANCHORS, 4, 8], 1, 1, 1),
         "Decoupled_Detect": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5)), ANCHORS], 1, 1, 1),
         "nn.Upsample": lambda d: (d(st.integers(1, 6)), None, [None, d(st.sampled_from([2, 3])),
-                                                               d(st.sampled_from(["nearest", "bilinear"]))], 1, 0, 1),
+                                                               d(st.sampled_from(["nearest", "bilinear", "bicubic"]))], 1, 0, 1),
         "nn.BatchNorm2d": r_same(), "nn.Identity": r_same(),
         "nn.ConvTranspose2d": lambda d: (d(st.integers(1, 6)), d(st.integers(1, 6)), list(k_s(d)), 1, 0, 1),
         "nn.MaxPool2d": lambda d: (d(st.integers(1, 6)), None, [3, d(st.sampled_from([1, 2])), 1], 1, 0, 3),
