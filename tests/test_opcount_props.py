@@ -103,6 +103,7 @@ def r_fixed(c1, c2, args, n=1, inputs=0, min_hw=1, mult=None):
 
 
 ANCHORS = [[10, 13, 16, 30, 33, 23]]
+UPSAMPLE_MODES = ["nearest", "bilinear", "bicubic"]
 RECIPES = {
     # -- the common (YOLOv5) space ------------------------------------------------------------------------------------
     "yolov5": {
@@ -125,8 +126,8 @@ RECIPES = {
         "Detect": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5)), ANCHORS], 1, 1, 1),
         "Segment": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5)), ANCHORS, 4, 8], 1, 1, 1),
         "Decoupled_Detect": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5)), ANCHORS], 1, 1, 1),
-        "nn.Upsample": lambda d: (d(st.integers(1, 6)), None, [None, d(st.sampled_from([2, 3])),
-                                                               d(st.sampled_from(["nearest", "bilinear", "bicubic"]))], 1, 0, 1),
+        "nn.Upsample": lambda d: (d(st.integers(1, 6)), None,
+                                  [None, d(st.sampled_from([2, 3])), d(st.sampled_from(UPSAMPLE_MODES))], 1, 0, 1),
         "nn.BatchNorm2d": r_same(), "nn.Identity": r_same(),
         "nn.ConvTranspose2d": lambda d: (d(st.integers(1, 6)), d(st.integers(1, 6)), list(k_s(d)), 1, 0, 1),
         "nn.MaxPool2d": lambda d: (d(st.integers(1, 6)), None, [3, d(st.sampled_from([1, 2])), 1], 1, 0, 3),
@@ -189,8 +190,8 @@ RECIPES = {
         "v10Detect": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5))], 1, 1, 1),
         "Classify": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 8))], 1, 0, 1),
         "RepConv": lambda d: (d(st.integers(1, 8)), d(st.integers(1, 8)), [3, d(st.sampled_from([1, 2]))], 1, 0, 1),
-        "RepNCSPELAN4": lambda d: (d(st.integers(1, 8)), 4 * d(st.integers(1, 3)), [4 * d(st.integers(1, 2)),
-                                                                                  2 * d(st.integers(1, 2)), 1], 1, 0, 1),
+        "RepNCSPELAN4": lambda d: (d(st.integers(1, 8)), 4 * d(st.integers(1, 3)),
+                                   [4 * d(st.integers(1, 2)), 2 * d(st.integers(1, 2)), 1], 1, 0, 1),
         "ELAN1": lambda d: (d(st.integers(1, 8)), 4 * d(st.integers(1, 3)), [4, 2], 1, 0, 1),
         "AConv": lambda d: (d(st.integers(1, 8)), d(st.integers(1, 8)), [], 1, 0, 2),
         "ADown": lambda d: (2 * d(st.integers(1, 4)), 2 * d(st.integers(1, 4)), [], 1, 0, 2),
