@@ -330,7 +330,15 @@ def _reduction(key: str, per: float = 1):
 
 
 op_rule(*_ops("mean", "nanmean"))(_reduction("mean"))
-op_rule(*_ops("sum", "nansum", "cumsum", "cumsum_", "logcumsumexp"))(_reduction("add"))
+op_rule(*_ops("cumsum", "cumsum_", "logcumsumexp"))(_reduction("add"))
+
+
+@op_rule(*_ops("sum", "nansum"))
+def sum_(x, *args, out, **kw):
+    """A sum of n values is n - 1 adds: input elements - output elements (a mean's extra divide makes it n)."""
+    return [ew("add", _n(x) - _n(_first_shape(out)))]
+
+
 op_rule(*_ops("prod", "cumprod"))(_reduction("mul"))
 op_rule(*_ops("amax", "amin", "max", "min", "aminmax", "argmax", "argmin", "cummax", "cummin", "all", "any",
               "_aminmax", "count_nonzero"))(_reduction("max"))

@@ -7,6 +7,7 @@ import io
 from dataclasses import dataclass, field
 
 from . import units
+from .builder import DetectionModel, build_model
 from .errors import FlopscopeError
 from .report import profile
 
@@ -71,7 +72,8 @@ def compare_table(cfgs: list, img=640, nc: int | None = None, latency: bool = Fa
             bench = None
     first_img = None
     for cfg in cfgs:
-        rep = profile(cfg, img=img, batch=1, nc=nc, fuse=fuse)
+        model = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc)  # once per config
+        rep = profile(model, img=img, batch=1, fuse=fuse)
         first_img = first_img or tuple(rep.img)
         for n in rep.notes:
             msg = f"{rep.model}: {n}"
@@ -83,8 +85,8 @@ def compare_table(cfgs: list, img=640, nc: int | None = None, latency: bool = Fa
         if bench is not None:
             if progress:
                 progress(f"measuring {rep.model} ...")
-            res = bench.run_bench(cfg, img=img, batch=[batch], device=device, dtype=dtype, warmup=warmup,
-                                  iters=iters, nc=nc, fuse=fuse)
+            res = bench.run_bench(model, img=img, batch=[batch], device=device, dtype=dtype, warmup=warmup,
+                                  iters=iters, fuse=fuse)
             run = res["runs"][0]
             lat = run["latency_ms"]
             row.latency_ms = lat["median"]
