@@ -189,6 +189,9 @@ RECIPES = {
                                                                                 d(st.sampled_from([2, 3]))]], 1, 1, 1),
         "v10Detect": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 5))], 1, 1, 1),
         "Classify": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 8))], 1, 0, 1),
+        # one level (no top-down fusion: levels must halve in size; fused pyramids: the yolo26-depth configs)
+        "Depth": lambda d: (d(st.integers(1, 8)), None, [4 * d(st.integers(1, 3))], 1, 1, 1),
+        "SemanticSegment": lambda d: (d(st.integers(1, 8)), None, [d(st.integers(1, 8))], 1, 2, 1),
         "RepConv": lambda d: (d(st.integers(1, 8)), d(st.integers(1, 8)), [3, d(st.sampled_from([1, 2]))], 1, 0, 1),
         "RepNCSPELAN4": lambda d: (d(st.integers(1, 8)), 4 * d(st.integers(1, 3)),
                                    [4 * d(st.integers(1, 2)), 2 * d(st.integers(1, 2)), 1], 1, 0, 1),
