@@ -27,10 +27,14 @@ import torch.nn as nn
 from .registry import RegistryError, _where
 
 FUSERS: dict[type, Callable] = {}
+#: class -> what its fuse rule does, in words (for the report's notes)
+WHAT: dict[type, str] = {}
+DEFAULT_WHAT = "BatchNorm folded into the conv, which gets a bias"
 
 
-def fuser(*classes: type):
-    """Function decorator: the fuse rule of module class(es) (and their subclasses)."""
+def fuser(*classes: type, what: str = DEFAULT_WHAT):
+    """Function decorator: the fuse rule of module class(es) (and their subclasses); ``what`` says in words
+    what the framework's fuse() does to them (shown in the notes of a fused report)."""
 
     def deco(fn):
         for cls in classes:
@@ -38,6 +42,7 @@ def fuser(*classes: type):
                 raise RegistryError(f"a fuse rule for {cls.__qualname__} is defined twice: "
                                     f"{_where(FUSERS[cls])} and {_where(fn)}")
             FUSERS[cls] = fn
+            WHAT[cls] = what
         return fn
 
     return deco
@@ -72,18 +77,31 @@ def fuser_for(cls: type):
     return None
 
 
+def _what_for(cls: type) -> str:
+    for base in cls.__mro__:
+        if base in FUSERS:
+            return WHAT.get(base, DEFAULT_WHAT)
+    return DEFAULT_WHAT
+
+
 @dataclass
 class FuseSummary:
     fused: Counter = field(default_factory=Counter)  # class name -> modules changed
     unfused_norms: Counter = field(default_factory=Counter)  # owner class name -> norms left as they are
+    framework: str = "YOLOv5"
+    what: dict = field(default_factory=dict)  # class name -> what its rule did, in words
 
-    def notes(self, framework: str = "YOLOv5") -> list[str]:
-        done = ", ".join(f"{n} {c}" for c, n in sorted(self.fused.items())) or "nothing"
-        out = [f"fused as {framework}'s fuse() leaves the model: {done} (BatchNorm folded into the conv, "
-               f"which gets a bias)"]
+    def notes(self, framework: str | None = None) -> list[str]:
+        framework = framework or self.framework
+        groups: dict[str, list[str]] = {}
+        for c, n in sorted(self.fused.items()):
+            groups.setdefault(self.what.get(c, DEFAULT_WHAT), []).append(f"{n} {c}")
+        done = "; ".join(f"{', '.join(names)} ({what})" for what, names in groups.items()) or "nothing"
+        whose = f"{framework}'" if framework.endswith("s") else f"{framework}'s"
+        out = [f"fused as {whose} fuse() leaves the model: {done}"]
         if self.unfused_norms:
             left = ", ".join(f"{n} in {c}" for c, n in sorted(self.unfused_norms.items()))
-            out.append(f"norm layers {framework}'s fuse() leaves in place (still counted): {left}")
+            out.append(f"norm layers {whose} fuse() leaves in place (still counted): {left}")
         return out
 
 
@@ -103,22 +121,27 @@ def fuse_model(model: nn.Module) -> FuseSummary:
         left = ", ".join(f"{n} x{c}" for n, c in sorted(pending.items()))
         raise FlopscopeError(f"--fuse: the framework's fuse() also changes {left}, which flopscope has no fuse rule "
                              f"for yet; refusing rather than printing a wrong fused figure (count without --fuse)")
-    summary = FuseSummary()
-    parents = {}
-    for m in model.modules():
-        for cname, child in m.named_children():
-            parents[id(child)] = (m, cname)
-    for name, m in list(model.named_modules()):
+    dialect = getattr(getattr(model, "config", None), "dialect", "yolov5")
+    summary = FuseSummary(framework="Ultralytics" if dialect == "ultralytics" else "YOLOv5")
+
+    def visit(m: nn.Module, parent: nn.Module | None, cname: str | None):
+        # pre-order, children read after the parent's rule ran -- as ``for m in model.modules()`` in the
+        # frameworks' fuse(): a RepConv merges its branches (reading their BatchNorms) before its Convs are
+        # visited, and the branches a head drops are never visited
         fn = fuser_for(type(m))
-        if fn is None:
-            continue
-        res = fn(m)
-        if isinstance(res, nn.Module) and res is not m:
-            parent, cname = parents[id(m)]
-            setattr(parent, cname, res)
-            summary.fused[type(m).__name__] += 1
-        elif res:
-            summary.fused[type(m).__name__] += 1
+        if fn is not None:
+            res = fn(m)
+            if res is not None and res is not False:
+                summary.fused[type(m).__name__] += 1
+                summary.what[type(m).__name__] = _what_for(type(m))
+            if isinstance(res, nn.Module) and res is not m:
+                setattr(parent, cname, res)
+                m = res
+        for n, child in list(m.named_children()):
+            if child is not None:
+                visit(child, m, n)
+
+    visit(model, None, None)
     for owner in model.modules():
         for child in owner.children():
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
@@ -157,3 +180,43 @@ def fold_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
             b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
             fused.bias.copy_(bn.bias + (b - bn.running_mean) * scale)
     return fused
+
+
+def bn_scale_shift(bn: nn.Module, bias=None):
+    """(scale, shift) of a BatchNorm in eval mode, so that ``bn(y + bias) = y * scale + shift`` per channel."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return scale, bn.bias + (b - bn.running_mean) * scale
+
+
+def conv2d_like(conv: nn.Module, weight=None, bias=None, kernel_size=None, padding=None) -> nn.Conv2d:
+    """A bias-carrying ``nn.Conv2d`` with ``conv``'s geometry (optionally another kernel size / padding), on
+    ``conv``'s device, gradients off; ``weight`` / ``bias`` copied in unless on the meta device."""
+    w = conv.weight
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size or conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding if padding is None else padding, dilation=conv.dilation, groups=conv.groups,
+                    bias=True, padding_mode=getattr(conv, "padding_mode", "zeros"), device=w.device, dtype=w.dtype)
+    out.requires_grad_(False)
+    if w.device.type != "meta" and weight is not None:
+        with torch.no_grad():
+            out.weight.copy_(weight)
+            out.bias.copy_(bias)
+    return out
+
+
+def fold_deconv_bn(deconv: nn.ConvTranspose2d, bn: nn.Module) -> nn.ConvTranspose2d:
+    """One ``nn.ConvTranspose2d`` with bias equal to ``bn(deconv(x))`` (eval statistics): the BN scale of output
+    channel ``o`` multiplies the weight slice ``[:, o % (c_out / g)]`` of its group (weights are
+    ``[c_in, c_out / g, kh, kw]``)."""
+    w = deconv.weight
+    out = nn.ConvTranspose2d(deconv.in_channels, deconv.out_channels, deconv.kernel_size, stride=deconv.stride,
+                             padding=deconv.padding, output_padding=deconv.output_padding, groups=deconv.groups,
+                             bias=True, dilation=deconv.dilation, device=w.device, dtype=w.dtype)
+    out.requires_grad_(False)
+    if w.device.type != "meta":
+        with torch.no_grad():
+            g, (ci, co, *k) = deconv.groups, w.shape
+            scale, shift = bn_scale_shift(bn, deconv.bias)
+            out.weight.copy_((w.view(g, ci // g, co, *k) * scale.view(g, 1, co, 1, 1)).view_as(w))
+            out.bias.copy_(shift)
+    return out

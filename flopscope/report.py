@@ -250,9 +250,9 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
         from .train import train_profile
 
         tr = train_profile(model, hw, batch, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
-        if dialect.name != "yolov5":
-            notes.append(f"training cost of {dialect.name}-dialect configs is not yet verified against FlopCounterMode "
-                         f"on a real forward + backward (YOLOv5-dialect configs are, per layer)")
+        # a module whose train-mode forward here is not its framework's training forward says so (``train_caveat``)
+        caveats = dict.fromkeys(c for m in model.modules() if (c := getattr(type(m), "train_caveat", None)))
+        notes.extend(f"--train: {c}" for c in caveats)
     elif freeze or amp or gpu_mem is not None:
         raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
     notes.extend(not_counted_totals(records))

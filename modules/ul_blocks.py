@@ -48,10 +48,17 @@ class ConvTranspose(nn.Module):
     def forward(self, x):
         return self.act(self.bn(self.conv_transpose(x)))
 
+    def forward_fuse(self, x):
+        """After fuse(): the transposed conv carries the folded BatchNorm."""
+        return self.act(self.conv_transpose(x))
+
 
 @formula(ConvTranspose)
 def conv_transpose_cost(m, t, x):
-    return t(m.act, t(m.bn, t(m.conv_transpose, x, "conv_transpose"), "bn"), "act")
+    y = t(m.conv_transpose, x, "conv_transpose")
+    if getattr(m, "bn", None) is not None:  # fused: no bn
+        y = t(m.bn, y, "bn")
+    return t(m.act, y, "act")
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,9 +344,15 @@ class RepVGGDW(nn.Module):
     def forward(self, x):
         return self.act(self.conv(x) + self.conv1(x))
 
+    def forward_fuse(self, x):
+        """After fuse(): one depth-wise 7x7 conv with bias."""
+        return self.act(self.conv(x))
+
 
 @formula(RepVGGDW)
 def repvggdw_cost(m, t, x):
+    if not hasattr(m, "conv1"):  # fused: one depth-wise 7x7 conv
+        return t(m.act, t(m.conv, x, "conv"), "act")
     y = t(m.conv, x, "conv")
     t(m.conv1, x, "conv1")
     t.ew("branch add", "add", prod(y))
@@ -468,7 +481,35 @@ class TorchVision(nn.Module):
         raise ValueError("TorchVision needs torchvision")
 
 
-from flopscope.fuse import fuse_pending  # noqa: E402
+from flopscope.fuse import bn_scale_shift, conv2d_like, fold_deconv_bn, fuser  # noqa: E402
 
-fuse_pending(RepVGGDW, "ultralytics merges its 7x7 and 3x3 depthwise convs")
-fuse_pending(ConvTranspose, "ultralytics folds its BatchNorm", when=lambda m: isinstance(m.bn, nn.BatchNorm2d))
+
+@fuser(RepVGGDW, what="depth-wise 7x7 + 3x3 branches merged into one depth-wise 7x7 conv with bias")
+def fuse_repvggdw(m):
+    """ultralytics' RepVGGDW.fuse(): both BNs folded, the 3x3 kernel zero-padded to 7x7 and added; conv1 goes,
+    ``conv`` becomes the merged nn.Conv2d (bias)."""
+    if not hasattr(m, "conv1"):
+        return False
+    c7, c3 = m.conv.conv, m.conv1.conv
+    w = b = None
+    if c7.weight.device.type != "meta":
+        with torch.no_grad():
+            s7, b7 = bn_scale_shift(m.conv.bn)
+            s3, b3 = bn_scale_shift(m.conv1.bn)
+            w = c7.weight * s7.view(-1, 1, 1, 1) + nn.functional.pad(c3.weight * s3.view(-1, 1, 1, 1), [2, 2, 2, 2])
+            b = b7 + b3
+    m.conv = conv2d_like(c7, w, b)
+    del m.conv1
+    m.forward = m.forward_fuse
+    return True
+
+
+@fuser(ConvTranspose, what="BatchNorm folded into the transposed conv, which gets a bias")
+def fuse_conv_transpose(m):
+    """ultralytics' fuse_deconv_and_bn (a ConvTranspose built with bn=False has nothing to fold)."""
+    if not isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
+        return False
+    m.conv_transpose = fold_deconv_bn(m.conv_transpose, m.bn)
+    del m.bn
+    m.forward = m.forward_fuse
+    return True

@@ -9,7 +9,7 @@ Facts (8.4.190) the classes below reproduce:
   ``c2 = max(16, ch[0] // 4, 4 * reg_max)``, ``c3 = max(ch[0], min(nc, 100))``; ``DFL`` when reg_max > 1.
 * ``end2end`` (YOLOv10, YOLO26) adds a one-to-one copy of every branch (``one2one_cv2`` ...).  The eval forward
   runs *both* branch sets on every level, then decodes one of them (the one-to-many one on a freshly built model,
-  as ultralytics does until ``end2end`` is switched on): so both are counted.  ``fuse()`` would drop one.
+  as ultralytics does until ``end2end`` is switched on): so both are counted.  ``fuse()`` drops the one-to-one set.
 * decode (eval): DFL softmax + fixed 1x1 conv over 4 x reg_max bins (a real conv, counted by FlopCounterMode),
   ``dist2bbox`` (element-wise), sigmoid of the class scores; Pose adds the keypoint decode, OBB the angle.
 * Segment: ``cv4`` mask-coefficient branch (``c4 = max(ch[0] // 4, nm)``) and ``Proto`` on the first level
@@ -117,6 +117,8 @@ class DetectUL(nn.Module):
         return None
 
     def forward(self, x):
+        if self.training:
+            return self.forward_train(x)
         bs = x[0].shape[0]
         outs = []
         for _, heads in self.branches():
@@ -144,6 +146,26 @@ class DetectUL(nn.Module):
 
     def decode_extra(self, extra, anchors, strides):
         return extra
+
+    def forward_train(self, x):
+        """ultralytics' training forward: the raw predictions of every branch set, no decode (no DFL), for the loss;
+        the one-to-one set runs on detached inputs ("detach keeps one2one out of the backbone"), so its first convs
+        compute no grad-input and send no gradient to the neck.  The ``feats`` ultralytics returns beside them are
+        the head's inputs (the loss reads their shapes), not returned here."""
+        bs = x[0].shape[0]
+        preds = {}
+        for prefix, heads in self.branches():
+            xs = [xi.detach() for xi in x] if prefix else list(x)
+            p = {"boxes": torch.cat([heads["cv2"][i](xs[i]).view(bs, 4 * self.reg_max, -1) for i in range(self.nl)], -1),
+                 "scores": torch.cat([heads["cv3"][i](xs[i]).view(bs, self.nc, -1) for i in range(self.nl)], -1)}
+            extra = self.train_task_heads(xs, heads, prefix)
+            if extra is not None:
+                p["extra"] = extra
+            preds["one2one" if prefix else "one2many"] = p
+        return preds if len(preds) > 1 else preds["one2many"]
+
+    def train_task_heads(self, x, heads, prefix=""):  # the task branches' raw training outputs
+        return self.run_task_heads(x, heads)
 
 
 def _make_anchors(feats, strides, offset=0.5):
@@ -245,7 +267,10 @@ class Proto26(Proto):
         feat = x[0]
         for i, f in enumerate(self.feat_refine):
             feat = feat + nn.functional.interpolate(f(x[i + 1]), scale_factor=2 ** (i + 1), mode="nearest")
-        return super().forward(self.feat_fuse(feat))
+        p = super().forward(self.feat_fuse(feat))
+        if self.training and self.semseg is not None:  # ultralytics: the semantic logits for the training loss
+            return p, self.semseg(feat)
+        return p
 
 
 @formula(Proto26)
@@ -401,6 +426,17 @@ class Pose26(PoseUL):
         feats = [heads["cv4"][i](x[i]) for i in range(self.nl)]
         return torch.cat([heads["cv4_kpts"][i](feats[i]).view(bs, self.nk, -1) for i in range(self.nl)], 2)
 
+    def train_task_heads(self, x, heads, prefix=""):
+        """Training adds the keypoint sigmas (``cv4_sigma`` on the cv4 features), as ultralytics' forward_head."""
+        bs = x[0].shape[0]
+        feats = [heads["cv4"][i](x[i]) for i in range(self.nl)]
+        kpts = torch.cat([heads["cv4_kpts"][i](feats[i]).view(bs, self.nk, -1) for i in range(self.nl)], 2)
+        sigma_heads = getattr(self, prefix + "cv4_sigma", None)
+        if sigma_heads is None:
+            return kpts
+        sigma = torch.cat([sigma_heads[i](feats[i]).view(bs, self.nk_sigma, -1) for i in range(self.nl)], 2)
+        return kpts, sigma
+
     def trace_task_branch(self, t, prefix, role, mlist, xs):
         if role == "cv4_kpts":
             return  # traced with cv4 (it runs on cv4's output)
@@ -493,7 +529,8 @@ class Classify(nn.Module):
     def forward(self, x):
         if isinstance(x, list):
             x = torch.cat(x, 1)
-        return self.linear(self.drop(self.pool(self.conv(x)).flatten(1))).softmax(1)
+        x = self.linear(self.drop(self.pool(self.conv(x)).flatten(1)))
+        return x if self.training else x.softmax(1)  # ultralytics: logits in training
 
 
 @formula(Classify)
@@ -511,7 +548,38 @@ def classify_cost(m, t, x):
     return y
 
 
-from flopscope.fuse import fuse_pending  # noqa: E402
+from flopscope.fuse import fuser  # noqa: E402
 
-fuse_pending(DetectUL, "ultralytics drops the one-to-many branches of an end-to-end head",
-             when=lambda m: getattr(m, "has_one2one", False))
+
+def _drop(m, names):
+    dropped = [n for n in names if getattr(m, n, None) is not None]
+    for n in dropped:
+        setattr(m, n, None)
+    return dropped
+
+
+@fuser(DetectUL, what="the one-to-one branch copies of the end-to-end head dropped, as on a fresh build, whose "
+                       "end2end is off")
+def fuse_detect_ul(m):
+    """ultralytics' Detect.fuse(): ``setattr(self, name[8:] if end2end else name, None)`` for every ``one2one_*``
+    module.  A freshly built model has ``end2end`` off (it decodes the one-to-many branches), so the one-to-one
+    copies go; both sets have the same shapes, so params and FLOPs are the same either way."""
+    dropped = _drop(m, [n for n in m._modules if n.startswith("one2one_")])
+    m.has_one2one = False
+    return bool(dropped)
+
+
+@fuser(Segment26, what="the one-to-one branch copies of the end-to-end head and the training-only semseg "
+                       "branch of Proto26 dropped")
+def fuse_segment26(m):
+    """Segment26.fuse(): Detect.fuse(), then Proto26.fuse() (``semseg = None``)."""
+    dropped = fuse_detect_ul(m)
+    return bool(_drop(m.proto, ["semseg"])) or dropped
+
+
+@fuser(Pose26, what="the one-to-one branch copies of the end-to-end head, the training-only RealNVP flow and "
+                    "the sigma convs dropped")
+def fuse_pose26(m):
+    """Pose26.fuse(): Detect.fuse(), then ``flow_model = None`` and the kept set's ``cv4_sigma = None``."""
+    dropped = fuse_detect_ul(m)
+    return bool(_drop(m, ["flow_model", "cv4_sigma"])) or dropped

@@ -433,6 +433,12 @@ def _rtdetr_rule(row):
           description="RT-DETR decoder: level projections, query selection (top-k), deformable transformer decoder "
                       "(eval path); args [nc, hd=256, nq=300, ndp=4, nh=8, ndl=6, d_ffn=1024, dropout, act, eval_idx]")
 class RTDETRDecoder(nn.Module):
+    #: --train runs this eval-path decoder in train mode; ultralytics' training forward differs (a note says so)
+    train_caveat = ("RTDETRDecoder's training cost is a lower bound: ultralytics' training forward adds denoising "
+                    "queries (their number depends on the batch's ground-truth boxes) and a class head at every decoder "
+                    "layer, which flopscope does not run; its train-mode backward is FlopCounterMode-exact for the "
+                    "eval-path decoder it counts")
+
     def __init__(self, nc=80, ch=(512, 1024, 2048), hd=256, nq=300, ndp=4, nh=8, ndl=6, d_ffn=1024, dropout=0.0,
                  act=None, eval_idx=-1, nd=100, label_noise_ratio=0.5, box_noise_scale=1.0,
                  learnt_init_query=False):

@@ -53,9 +53,15 @@ class RepConv(nn.Module):
         identity = 0 if self.bn is None else self.bn(x)
         return self.act(self.conv1(x) + self.conv2(x) + identity)
 
+    def forward_fuse(self, x):
+        """After fuse(): one 3x3 conv with bias."""
+        return self.act(self.conv(x))
+
 
 @formula(RepConv)
 def repconv_cost(m, t, x):
+    if not hasattr(m, "conv1"):  # fused: one 3x3 conv
+        return t(m.act, t(m.conv, x, "conv"), "act")
     y = t(m.conv1, x, "conv1")
     t(m.conv2, x, "conv2")
     if m.bn is not None:
@@ -282,6 +288,32 @@ def cbfuse_cost(m, t, xs):
     return last
 
 
-from flopscope.fuse import fuse_pending  # noqa: E402
+from flopscope.fuse import bn_scale_shift, conv2d_like, fuser  # noqa: E402
 
-fuse_pending(RepConv, "ultralytics merges its 3x3 and 1x1 branches into one conv")
+
+@fuser(RepConv, what="3x3 + 1x1 (+ identity BatchNorm) branches merged into one 3x3 conv with bias")
+def fuse_repconv(m):
+    """ultralytics' RepConv.fuse_convs(): each branch's BN folded into its kernel (the identity BN into a 3x3
+    kernel with 1 at the centre of channel i % (c1 / g)), the 1x1 kernel zero-padded to 3x3, all summed; conv1,
+    conv2 and bn go, ``conv`` (3x3, conv1's geometry, bias) stays."""
+    if not hasattr(m, "conv1"):
+        return False
+    c3, c1 = m.conv1.conv, m.conv2.conv
+    w = b = None
+    if c3.weight.device.type != "meta":
+        with torch.no_grad():
+            s3, b3 = bn_scale_shift(m.conv1.bn)
+            s1, b1 = bn_scale_shift(m.conv2.bn)
+            w = c3.weight * s3.view(-1, 1, 1, 1) + F.pad(c1.weight * s1.view(-1, 1, 1, 1), [1, 1, 1, 1])
+            b = b3 + b1
+            if m.bn is not None:
+                cin = c3.in_channels // c3.groups
+                eye = torch.zeros_like(c3.weight)
+                for i in range(c3.in_channels):
+                    eye[i, i % cin, 1, 1] = 1
+                sid, bid = bn_scale_shift(m.bn)
+                w, b = w + eye * sid.view(-1, 1, 1, 1), b + bid
+    m.conv = conv2d_like(c3, w, b)
+    del m.conv1, m.conv2, m.bn
+    m.forward = m.forward_fuse
+    return True

@@ -144,3 +144,114 @@ def test_cli_fuse_everywhere(tmp_path):
                             "--fuse", "--json", "-"])
     d = json.loads(out)
     assert code == 0 and d["fused"] and d["params"] == 1_867_405
+
+
+# -- Ultralytics' fuse(): an independent re-implementation of its formulas on a copy of the real CPU model ------
+def _bn_fold(w, bn):
+    """ultralytics' fuse_conv_bn_weights / RepConv._fuse_bn_tensor, written out: (w * g / std, b - m * g / std)."""
+    std = (bn.running_var + bn.eps).sqrt()
+    return w * (bn.weight / std).reshape(-1, *([1] * (w.dim() - 1))), bn.bias - bn.running_mean * bn.weight / std
+
+
+def _ul_hand_fuse(model: nn.Module) -> nn.Module:
+    """ultralytics 8.4.190 ``BaseModel.fuse()`` redone by hand: for m in model.modules() (pre-order): Conv+BN folded,
+    ConvTranspose+BN folded (weights viewed in the conv layout), RepConv.fuse_convs() (3x3 + padded 1x1 + identity
+    kernel), RepVGGDW.fuse() (7x7 + padded 3x3), Detect.fuse() (one2one_* = None on a fresh build, whose end2end is
+    off), Proto26.fuse() (semseg = None), Pose26.fuse() (flow_model = None, cv4_sigma = None)."""
+    F = torch.nn.functional
+    model = copy.deepcopy(model)
+
+    def conv_with(c, w, b, cls=nn.Conv2d, **kw):
+        new = cls(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups,
+                  dilation=c.dilation, bias=True, **kw)
+        with torch.no_grad():
+            new.weight.copy_(w)
+            new.bias.copy_(b)
+        return new
+
+    def visit(m):
+        name = type(m).__name__
+        if name == "RepConv" and hasattr(m, "conv1"):
+            k3, b3 = _bn_fold(m.conv1.conv.weight, m.conv1.bn)
+            k1, b1 = _bn_fold(m.conv2.conv.weight, m.conv2.bn)
+            k, b = k3 + F.pad(k1, [1, 1, 1, 1]), b3 + b1
+            if m.bn is not None:
+                c1, g = m.conv1.conv.in_channels, m.conv1.conv.groups
+                idk = torch.zeros(c1, c1 // g, 3, 3)
+                for i in range(c1):
+                    idk[i, i % (c1 // g), 1, 1] = 1
+                ki, bi = _bn_fold(idk, m.bn)
+                k, b = k + ki, b + bi
+            m.conv = conv_with(m.conv1.conv, k, b)
+            del m.conv1, m.conv2, m.bn
+            m.forward = lambda x, m=m: m.act(m.conv(x))
+        elif name == "RepVGGDW" and hasattr(m, "conv1"):
+            k7, b7 = _bn_fold(m.conv.conv.weight, m.conv.bn)
+            k3, b3 = _bn_fold(m.conv1.conv.weight, m.conv1.bn)
+            m.conv = conv_with(m.conv.conv, k7 + F.pad(k3, [2, 2, 2, 2]), b7 + b3)
+            del m.conv1
+            m.forward = lambda x, m=m: m.act(m.conv(x))
+        elif name == "ConvTranspose" and isinstance(m.bn, nn.BatchNorm2d):
+            d = m.conv_transpose
+            g, (ci, co, kh, kw) = d.groups, d.weight.shape
+            w = d.weight.view(g, ci // g, co, kh, kw).transpose(1, 2).reshape(g * co, ci // g, kh, kw)
+            w, b = _bn_fold(w, m.bn)
+            w = w.view(g, co, ci // g, kh, kw).transpose(1, 2).reshape(ci, co, kh, kw)
+            m.conv_transpose = conv_with(d, w, b, cls=nn.ConvTranspose2d)
+            m.bn = nn.Identity()
+        elif isinstance(m, Conv) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
+            w, b = _bn_fold(m.conv.weight, m.bn)
+            m.conv, m.bn = conv_with(m.conv, w, b), nn.Identity()
+        elif hasattr(m, "has_one2one"):  # the Ultralytics heads
+            for n in [n for n in m._modules if n.startswith("one2one_")]:
+                setattr(m, n, None)
+            m.has_one2one = False
+            if name == "Segment26":
+                m.proto.semseg = None
+            if name == "Pose26":
+                m.flow_model = m.cv4_sigma = None
+        for child in list(m.children()):
+            visit(child)
+
+    visit(model)
+    return model
+
+
+CT_YAML = """nc: 4
+backbone:
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, ConvTranspose, [8, 2, 2]]
+  - [-1, 1, ConvTranspose, [8, 2, 2, 0, False]]
+head:
+  - [[2], 1, Detect, [nc]]
+"""
+
+
+@pytest.mark.parametrize("name", ["yolov9t", "yolov10n", "yolo26n-pose", "rtdetr-l",
+                                  "convtranspose"])
+def test_ultralytics_fused_equals_hand_fuse_of_real_weights(name, tmp_path):
+    """Per layer: flopscope's fused FLOPs = FlopCounterMode on a real forward of the hand-fused copy; params = its
+    sum(numel); flopscope's own fused CPU model gives the outputs of the unfused one (the folds are value-exact)."""
+    torch.manual_seed(0)
+    img = 64
+    if name == "convtranspose":
+        (tmp_path / "ct.yaml").write_text(CT_YAML)
+        name = str(tmp_path / "ct.yaml")
+    real = flopscope.build_model(name, device="cpu", dialect="ultralytics")
+    _randomise_bn(real)
+    oracle = _ul_hand_fuse(real).eval()
+    report = flopscope.profile(real, img=img, fuse=True)
+    assert report.params == sum(p.numel() for p in oracle.parameters())
+    per_layer, y_oracle = _fcm(oracle, img)
+    assert [r.flops for r in report.layers] == per_layer
+    from flopscope.fuse import fuse_model
+
+    fused = copy.deepcopy(real)
+    fuse_model(fused)
+    assert sum(p.numel() for p in fused.parameters()) == report.params
+    x = torch.randn(1, real.ch, img, img, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y_ours, y_real = fused(x), real.eval()(x)
+    for a, b, c in zip(_flat(y_ours), _flat(y_oracle), _flat(y_real)):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(a, c, rtol=1e-3, atol=1e-3)

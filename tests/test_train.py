@@ -15,6 +15,7 @@ Oracles outside our code:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +29,8 @@ from cli_helpers import run_cli
 
 
 def _names():
-    """The YOLOv5-dialect bundled configs (the Ultralytics dialect arrived later: its training cost is labelled
-    as not yet verified, see test_ultralytics_train_is_labelled_unverified)."""
+    """The YOLOv5-dialect bundled configs (the Ultralytics ones are checked against a real ultralytics training
+    step, recorded: test_ultralytics_backward_flops_equal_the_real_training_step)."""
     from flopscope.config import bundled_names, load
 
     return [n for n in bundled_names() if load(n).dialect == "yolov5"]
@@ -85,6 +86,8 @@ def _tensors(out):
         return [out]
     if isinstance(out, (list, tuple)):
         return [t for v in out for t in _tensors(v)]
+    if isinstance(out, dict):  # the Ultralytics heads' training predictions
+        return [t for v in out.values() for t in _tensors(v)]
     return []
 
 
@@ -164,7 +167,7 @@ def test_first_conv_has_no_grad_input():
     assert first["train_flops"] == first["flops"] + first["backward_flops"]
 
 
-def _oracle_saved_bytes(name, img, batch=1):
+def _oracle_saved_bytes(name, img, batch=1, autocast=None):
     torch.manual_seed(0)
     model = flopscope.build_model(name, device="cpu").train()
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()} | \
@@ -178,7 +181,10 @@ def _oracle_saved_bytes(name, img, batch=1):
             keep.append(t)
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    import contextlib
+
+    amp = torch.autocast("cpu", dtype=autocast) if autocast else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), amp:
         model(torch.randn(batch, model.ch, img, img))
     return sum(seen.values())
 
@@ -188,6 +194,16 @@ def test_activation_bytes_equal_saved_tensors(name):
     img = 128
     ours = flopscope.profile(name, img=img, batch=2, train=True).to_dict()["totals"]["activation_bytes"]
     real = _oracle_saved_bytes(name, img, batch=2)
+    assert abs(ours - real) <= 0.01 * real, (ours, real)
+
+
+def test_amp_activation_bytes_equal_real_cpu_fp16_autocast():
+    """--amp emulates CUDA's fp16 autocast on meta; the oracle is torch's own CPU autocast with dtype float16
+    (supported on CPU by this torch, so no bfloat16 stand-in is needed): its op lists put conv / linear / matmul in
+    fp16 as CUDA's do, and what a real training forward saves (saved_tensors_hooks; autocast's fp16 weight copies
+    are not parameters, so they count) is what flopscope predicts."""
+    ours = flopscope.profile("yolov5n", img=64, batch=2, train=True, amp=True).to_dict()["totals"]["activation_bytes"]
+    real = _oracle_saved_bytes("yolov5n", 64, batch=2, autocast=torch.float16)
     assert abs(ours - real) <= 0.01 * real, (ours, real)
 
 
@@ -240,7 +256,33 @@ def test_cli_train():
     assert code == 2 and "--train" in err
 
 
-def test_ultralytics_train_is_labelled_unverified():
+# FlopCounterMode over a real ultralytics 8.4.190 training step (forward + backward of the real model in train mode,
+# CPU, per layer), recorded by tools/record_ultralytics_train.py (ultralytics is never imported here)
+UL_TRAIN = json.loads((Path(__file__).parent / "data" / "ultralytics_train.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(UL_TRAIN["models"]))
+def test_ultralytics_backward_flops_equal_the_real_training_step(name):
+    """Per layer: backward FLOPs = those of the real ultralytics model's training step (``@freezeN``: with the
+    trainer's ``freeze=N``, the same rule as YOLOv5's ``--freeze``).  This checks the heads' training forward (raw predictions, no decode; the one-to-one set of YOLOv10 / YOLO26 on detached inputs; the
+    YOLO26 semseg / keypoint-sigma branches; Classify's logits) as well as the backward rules."""
+    rec = UL_TRAIN["models"][name]
+    img, batch = UL_TRAIN["img"], UL_TRAIN["batch"]
+    cfg, _, freeze = name.partition("@freeze")  # recorded with the trainer's freeze=N
+    rep = train_profile(flopscope.build_model(cfg), (img, img), batch, freeze=int(freeze or 0))
+    assert [r.backward_flops for r in rep.layers] == [r["bwd"] for r in rec["layers"]]
+
+
+def test_train_caveats_come_from_the_modules(monkeypatch):
+    """A verified Ultralytics config carries no caveat; a module whose train-mode forward is not its framework's
+    training forward declares ``train_caveat`` (RT-DETR's decoder: ultralytics adds label-dependent denoising
+    queries and a class head per decoder layer) and the report shows it once."""
+    from flopscope.modules.c2f import C2f
+    from flopscope.modules.ul_rtdetr import RTDETRDecoder
+
+    assert "lower bound" in RTDETRDecoder.train_caveat and "denoising" in RTDETRDecoder.train_caveat
     d = flopscope.profile("yolov8n", img=64, train=True).to_dict()
-    assert d["totals"]["backward_flops"] > 0
-    assert any("not yet verified" in n for n in d["notes"])
+    assert d["totals"]["backward_flops"] > 0 and not any(n.startswith("--train:") for n in d["notes"])
+    monkeypatch.setattr(C2f, "train_caveat", "a stand-in caveat", raising=False)
+    d = flopscope.profile("yolov8n", img=64, train=True).to_dict()
+    assert [n for n in d["notes"] if n.startswith("--train:")] == ["--train: a stand-in caveat"]
