@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flopscope.channels import custom
+from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
 from flopscope.shapes import ShapeError, check_channels
 
@@ -88,7 +89,8 @@ def depth_cost(m, t, xs):
             raise ShapeError(f"Depth: level {i + 1} ({h}x{w}) x2 does not match level {i} "
                              f"({feats[i][2]}x{feats[i][3]})")
         out = (b, c, 2 * h, 2 * w)
-        t.ew(f"upsample.{i}", "Upsample.bilinear", prod(out))
+        # F.interpolate, not an nn.Upsample module: same per-element cost, invisible to hook counters (thop)
+        t.ew(f"upsample.{i}", "F.interpolate.bilinear", prod(out), ELEMENTWISE_COST["Upsample.bilinear"])
         t.ew(f"add.{i}", "add", prod(out))
         out = t(m.refine[i], out, f"refine.{i}")
     y = t(m.head, out, "head")
