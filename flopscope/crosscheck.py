@@ -319,9 +319,10 @@ def _traced(model, report, shape, notes=None):
 
 
 def _model_info(model, report, layers, traced, thop_col) -> dict | None:
-    """YOLOv5's model_info: 2 x thop on a stride-sized probe x (H*W / probe^2), against the true figure."""
+    """YOLOv5's model_info: 2 x thop on a stride-sized probe x (H*W / probe^2), against the true figure (None for a
+    dialect whose model.info() is ultralytics-thop 2.x's stride-aware figure: ``report.model_info_current_gflops``)."""
     probe = report.model_info_probe
-    if probe is None:
+    if probe is None or getattr(report, "model_info_stride_aware", False):
         return None
     h, w = report.img
     scale = h * w / probe ** 2

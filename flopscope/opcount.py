@@ -307,7 +307,8 @@ _POINTWISE = {
             "minimum", "fmax", "fmin", "where", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
             "logical_or", "logical_not", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not",
             "bitwise_xor", "isnan", "isinf", "isfinite", "nan_to_num", "floor", "ceil", "round", "trunc", "frac",
-            "heaviside", "isclose", "eq_", "ne_", "lt_", "gt_", "le_", "ge_", "floor_", "ceil_", "round_"),
+            "heaviside", "isclose", "eq_", "ne_", "lt_", "gt_", "le_", "ge_", "floor_", "ceil_", "round_",
+            "logical_and_", "logical_or_", "logical_not_", "logical_xor_", "trunc_", "nan_to_num_"),
 }
 for _key, _names in _POINTWISE.items():
     op_rule(*_ops(*_names))(_pointwise(_key))
