@@ -44,6 +44,9 @@ DESCRIPTIONS: dict[str, str] = {
                      "Ultralytics-dialect configs: what their model.info() prints)",
     "table.latency_ms": "median milliseconds per forward of one batch (flopscope bench); null when not measured",
     "fps": "images per second = batch x 1000 / latency_ms; null when not measured",
+    # flopscope check (its "units" is this one string)
+    "check.columns": "all counter columns in MACs (multiply-accumulates): fvcore, thop and ptflops report MACs; "
+                     "FlopCounterMode reports FLOPs = 2 per MAC and is halved here",
     # flopscope bench
     "latency_ms": "milliseconds per forward of the whole batch; p10/p90 by linear interpolation; cv = sample std / mean",
     "throughput_img_s": "batch / median latency, images per second",
