@@ -273,14 +273,30 @@ def _graphed(model, x, warmup: int):
 
 
 # -------------------------------------------------------------------------------------------------- bench
+def _on_cpu(built, fuse: bool):
+    """The built model with real weights on CPU: itself when it already has them, else its config built there."""
+    from .builder import build_model
+
+    if next(built.parameters(), torch.empty(0)).device.type == "cpu":
+        if fuse and not getattr(built, "flopscope_fused", False):
+            from .fuse import fused_copy
+
+            return fused_copy(built)
+        import copy
+
+        return copy.deepcopy(built)  # placed on the device and dtype below: the caller's model stays as it is
+    return build_model(built.config, device="cpu", fuse=fuse)
+
+
 def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: str = "fp32",
               channels_last: bool = False, warmup: int | None = None, iters: int | None = None,
               cudnn_benchmark: bool = True, cuda_graph: bool = False, per_layer: bool = False,
               gpu: str | None = None, peak_tflops: float | None = None, peak_gbps: float | None = None,
               nc: int | None = None, threads: int | None = None, progress=None,
               fuse: bool = False) -> dict:  # a BenchResult
-    """Measure ``cfg`` (a config name / path / dict) and return the JSON-ready record (see docs/bench.md)."""
-    from .builder import build_model
+    """Measure ``cfg`` (a config name / path / dict, or a built :class:`~flopscope.builder.DetectionModel`: it is
+    counted as given and materialised once on the device) and return the JSON-ready record (see docs/bench.md)."""
+    from .builder import DetectionModel, build_model
     from .memory import check_fits
     from .report import profile
 
@@ -310,7 +326,8 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
     if kind == "cpu" and dtype == "fp16":
         notes.append("fp16 on CPU runs slow, partly emulated kernels: not representative of fp16 on a GPU")
 
-    base = profile(cfg, img=img, batch=1, nc=nc, fuse=fuse)
+    built = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc)  # built once, counted per batch
+    base = profile(built, img=img, batch=1, fuse=fuse)
     notes.extend(base.notes)
     hw = tuple(base.img)
 
@@ -340,11 +357,11 @@ def run_bench(cfg, *, img=640, batch=None, device: str | None = "auto", dtype: s
                 notes.append(f"achieved % is against --gpu {gpu} ({peak.name}), not the measured device "
                              f"{env['device_name']}")
 
-        reports = {b: profile(cfg, img=img, batch=b, nc=nc, fuse=fuse) for b in batches}
+        reports = {b: profile(built, img=img, batch=b, fuse=fuse) for b in batches}
         nbytes = DTYPE_BYTES[dtype]
         for b in sorted(batches, reverse=True)[:1]:
             check_fits(reports[b], dev, nbytes)
-        model = build_model(cfg, nc=nc, device="cpu", fuse=fuse)
+        model = _on_cpu(built, fuse)
         ch = model.ch
         model = _place(model, dev, dtype, channels_last)
         if per_layer and cuda_graph:

@@ -18,15 +18,14 @@ from .channels import Row
 from .dialects import get_dialect
 from .errors import ConfigError, FlopscopeError
 from .registry import ModuleSpec, RegistryError, all_specs, load_zoo, lookup
+from .rows import RowKey
 
 
 @dataclass
-class LayerInfo:
-    index: int
-    f: int | list
-    n: int  # repeats after depth gain (the 'n' column of YOLOv5's log)
-    module: str  # YAML name
-    args: list  # constructor args, as YOLOv5's log prints them
+class LayerInfo(RowKey):
+    """The row as built: ``n`` after the depth gain (the 'n' column of YOLOv5's log), ``args`` the constructor
+    args as YOLOv5's log prints them."""
+
     c2: int | list
     spec: ModuleSpec
     built_on_cpu: bool = False  # its constructor cannot run on the meta device

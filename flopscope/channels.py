@@ -47,6 +47,7 @@ class Row:
     dialect: str = "yolov5"
     scale: str = ""
     state: dict = field(default_factory=dict)
+    where: str = ""  # names a row that is no config's (``flopscope layer``: "C3k2 (args [...])") in its errors
 
     def width(self, c2: int) -> int:
         """Output channels after the dialect's width rule."""
@@ -65,6 +66,8 @@ class Row:
         return self.ch[f]
 
     def error(self, message: str, field: str = "args") -> ConfigError:
+        if self.where:
+            return ConfigError(f"{self.where}: {message}")
         return ConfigError(message, file=self.file, layer=self.index, field=field)
 
     def require_int_arg(self, k: int, what: str) -> int:

@@ -138,6 +138,13 @@ def _escape(s: str) -> str:
 def _print_model_info(result: CheckResult, console) -> None:
     from rich.table import Table
 
+    rep = getattr(result, "report", None)
+    current = getattr(rep, "model_info_current_gflops", None)
+    if current is not None:
+        console.print()
+        console.print(f"What current Ultralytics / YOLOv5 model.info() prints (ultralytics-thop 2.x get_flops, "
+                      f"{rep.model_info_current_method}): {current:.3f} GFLOPs (it shows {current:.1f})",
+                      highlight=False, markup=False)
     mi = result.model_info
     if mi is None:
         return

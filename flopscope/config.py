@@ -20,6 +20,7 @@ import yaml
 
 from .dialects import detect_dialect, get_dialect
 from .errors import ConfigError, FlopscopeError, suggestion
+from .rows import RowKey
 
 # Plausibility limits: a config beyond them is refused with a clear error instead of building
 # for minutes, recursing without end or allocating without bound.
@@ -121,12 +122,7 @@ def _decode(data: bytes, where: str) -> str:
 
 
 @dataclass
-class LayerRow:
-    index: int
-    f: int | list
-    n: int
-    module: str
-    args: list
+class LayerRow(RowKey):
     section: str
 
 

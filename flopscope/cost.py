@@ -63,7 +63,10 @@ ELEMENTWISE_COST: dict[str, float] = {
     "log_softmax": 5,  # softmax (4) + log
     "sort": 1,  # per compare: log2(n) per element
     "RMSNorm": 4,  # square, mean, scale, affine
-    "Upsample.bicubic": 31,  # per output element: 16 taps x weight (16 mul + 15 add)
+    # per output element, as aten's upsample_bicubic2d computes it (separable 4 x 4 taps): each of 4 rows
+    # interpolated from 4 taps (4 mul + 3 add), then the 4 row results (4 mul + 3 add) = 35; the cubic weights are
+    # computed once per output row / column, not per element
+    "Upsample.bicubic": 35,
     "Dropout": 0,
     "Identity": 0,
     # backward ops (flopscope.train), per element of the gradient they produce

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from . import units
 from .devices import resolve_device
 from .check_render import ProgressBar, cell_reasons, fmt_signed, print_check  # noqa: F401  (re-exported)
 from .counters import COUNTERS, Counter, CounterFailed, CounterRun, parse_counters, quiet  # noqa: F401
@@ -28,8 +29,7 @@ from .counters.thop import THOP01, thop_installed, thop_major  # noqa: F401
 from .errors import FlopscopeError
 
 DEFAULT_COUNTERS = "fvcore,thop,ptflops,fcm"
-UNITS = ("all counter columns in MACs (multiply-accumulates): fvcore, thop and ptflops report MACs; "
-         "FlopCounterMode reports FLOPs = 2 per MAC and is halved here")
+UNITS = units.DESCRIPTIONS["check.columns"]
 
 
 def counter_version(name: str) -> str | None:
@@ -319,9 +319,10 @@ def _traced(model, report, shape, notes=None):
 
 
 def _model_info(model, report, layers, traced, thop_col) -> dict | None:
-    """YOLOv5's model_info: 2 x thop on a stride-sized probe x (H*W / probe^2), against the true figure."""
+    """YOLOv5's model_info: 2 x thop on a stride-sized probe x (H*W / probe^2), against the true figure (None for a
+    dialect whose model.info() is ultralytics-thop 2.x's stride-aware figure: ``report.model_info_current_gflops``)."""
     probe = report.model_info_probe
-    if probe is None:
+    if probe is None or getattr(report, "model_info_stride_aware", False):
         return None
     h, w = report.img
     scale = h * w / probe ** 2

@@ -30,7 +30,7 @@ from .report import Report, jsonable, profile
 UNITS = units.pick(
     ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
     ("elementwise_flops", "elementwise_flops_per_batch_listed"), ("model_info_gflops", "model_info_gflops_short"),
-    "delta", "pct")
+    "delta", "pct", ("model_info_current_gflops", "model_info_current_gflops_short"))
 
 STATUSES = ("same", "changed", "added", "removed")
 
@@ -88,9 +88,10 @@ class DiffReport:
         for key in ("params", "macs", "flops", "elementwise_flops"):
             va, vb = getattr(ra, key), getattr(rb, key)
             out[key] = {"a": va, "b": vb, "delta": vb - va, "pct": _pct(va, vb)}
-        ma, mb = ra.model_info_gflops, rb.model_info_gflops
-        out["model_info_gflops"] = {"a": ma, "b": mb, "delta": None if ma is None or mb is None else mb - ma,
-                                    "pct": None if ma is None or mb is None else _pct(ma, mb)}
+        for key in ("model_info_gflops", "model_info_current_gflops"):
+            ma, mb = getattr(ra, key, None), getattr(rb, key, None)
+            out[key] = {"a": ma, "b": mb, "delta": None if ma is None or mb is None else mb - ma,
+                        "pct": None if ma is None or mb is None else _pct(ma, mb)}
         return out
 
     def to_dict(self) -> dict:
@@ -362,6 +363,9 @@ def summary_lines(d: DiffReport) -> list[str]:
     line("GFLOPs", "flops", 1e9, ".3f")
     line("element-wise GFLOPs", "elementwise_flops", 1e9, ".3f")
     line("YOLOv5 model_info GFLOPs", "model_info_gflops", 1, ".1f")
+    legacy, current = t["model_info_gflops"], t["model_info_current_gflops"]
+    if any(legacy[k] is None or current[k] is None or f"{legacy[k]:.1f}" != f"{current[k]:.1f}" for k in "ab"):
+        line("current model.info GFLOPs (ultralytics-thop 2.x)", "model_info_current_gflops", 1, ".1f")
     same_yaml = [r for r in d.rows if r.status == "changed" and r.detail.startswith("built differently")]
     if same_yaml:
         lines.append(f"{len(same_yaml)} row(s) read the same in both YAMLs but build differently: "

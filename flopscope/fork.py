@@ -22,6 +22,7 @@ import contextlib
 import copy
 import math
 import os
+import re
 import sys
 import types
 from dataclasses import dataclass, field
@@ -604,6 +605,55 @@ def _quiet():
         logging.disable(logging.NOTSET)
 
 
+class _LogCapture:
+    """Stands in for the fork's ``models/yolo.py`` ``LOGGER`` while its Model builds: keeps the messages (YOLOv5's
+    parse_model logs one line per layer with the constructor args it used, which it does not store)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def _keep(self, msg="", *a, **k):
+        self.lines.extend(str(msg).splitlines())
+
+    info = warning = debug = error = critical = _keep
+
+
+@contextlib.contextmanager
+def _capture_log(yolo):
+    """``yolo.LOGGER`` replaced by a :class:`_LogCapture` for the block (restored after); yields the capture."""
+    cap = _LogCapture()
+    had = hasattr(yolo, "LOGGER")
+    old = getattr(yolo, "LOGGER", None)
+    yolo.LOGGER = cap
+    try:
+        yield cap
+    finally:
+        if had:
+            yolo.LOGGER = old
+        else:
+            del yolo.LOGGER
+
+
+_LOG_ROW = re.compile(r"^\s*(\d+)\s+(-?\d+|\[[-\d,\s]*\])\s+(\d+)\s+(\d+)\s+(\S+)\s+(\[.*\])\s*$")
+
+
+def logged_args(lines: list[str]) -> dict[int, list]:
+    """Layer index -> constructor args, from YOLOv5-style parse_model log lines
+    (``f"{i:>3}{f!s:>18}{n_:>3}{np:10.0f}  {t:<40}{args!s:<30}"``); rows whose args are not literals are left out."""
+    out = {}
+    for line in lines:
+        m = _LOG_ROW.match(line)
+        if not m:
+            continue
+        try:
+            args = ast.literal_eval(m.group(6))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(args, list):
+            out[int(m.group(1))] = args
+    return out
+
+
 def import_fork(root: Path):
     """Import the fork's ``models/yolo.py`` (its ROOT on sys.path, its own models/utils packages);
     returns the module.  Call inside :func:`project_imports`."""
@@ -657,7 +707,7 @@ def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
         model, err = None, None
         if torch.device(device).type == "meta":
             try:
-                with _quiet(), torch.device("meta"), skip_init():
+                with _quiet(), _capture_log(yolo) as log, torch.device("meta"), skip_init():
                     model = Model(file, **kwargs)
             except Exception as e:  # noqa: BLE001 - e.g. YOLOv5's stride forward / anchor check on meta
                 err = e
@@ -668,7 +718,7 @@ def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
                                 f"{str(err)[:100]}); building it on CPU would need about {need / 2**30:.1f} GiB, more "
                                 f"than the {CPU_FALLBACK_BYTES >> 30} GiB allowed")
             try:
-                with _quiet(), torch.device("cpu"):
+                with _quiet(), _capture_log(yolo) as log, torch.device("cpu"):
                     model = Model(file, **kwargs)
             except Exception as e:  # noqa: BLE001
                 raise ForkError(f"{_where_in(e, root) or file}: the fork's Model failed to build {file}: "
@@ -677,7 +727,7 @@ def build_with_fork(root: Path, cfg, nc: int | None = None, device="meta"):
                 notes.append(f"built on CPU: the fork's Model runs a forward at init to find its strides, which "
                              f"cannot run on the meta device ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
     model.eval()
-    wrapped = ForkModel.wrap(model, conf, root, yolo, notes)
+    wrapped = ForkModel.wrap(model, conf, root, yolo, notes, logged_args(log.lines))
     if torch.device(device).type == "meta" and err is not None:
         # built on CPU for its stride forward; counted on meta like every other model (no image-sized memory)
         try:
@@ -717,7 +767,7 @@ class ForkModel:
     layers are the fork's own modules)."""
 
     @staticmethod
-    def wrap(model, conf, root: Path, yolo, notes: list[str]):
+    def wrap(model, conf, root: Path, yolo, notes: list[str], logged: dict | None = None):
         import torch
         import torch.nn as nn
 
@@ -730,7 +780,8 @@ class ForkModel:
         rows = list(conf.rows)
         rule = ChannelRule("fork", "the fork's own parse_model, executed", lambda row: None)
         source = f"the fork's parse_model, run ({root / 'models' / 'yolo.py'})"
-        info = []
+        info, as_yaml = [], []
+        logged = logged or {}
         for k, m in enumerate(seq):
             row = rows[k] if k < len(rows) else None
             f = getattr(m, "f", row.f if row else -1)
@@ -741,9 +792,15 @@ class ForkModel:
                 n = max(round(n * conf.depth_multiple), 1)
             args = getattr(m, "args", None)  # a fork may keep them; YOLOv5 logs them but does not store them
             if args is None:
+                args = logged.get(i)  # as the fork's parse_model logged them
+            if args is None:
                 args = list(row.args) if row is not None else []
+                as_yaml.append(i)
             spec = ModuleSpec(name, type(m), rule, "", origin=str(root), rule_source=source)
             info.append(LayerInfo(i, f, n, name, args, None, spec))
+        if as_yaml:
+            notes.append(f"args of layer(s) {', '.join(map(str, as_yaml))} are the YAML's: the fork's parse_model "
+                         f"neither stores nor logs (in YOLOv5's format) the constructor args it used")
         save = list(getattr(model, "save", []))
         wrapped = DetectionModel(seq, save, info, conf)
         wrapped.fork = model

@@ -448,7 +448,9 @@ def model_sections(page: Page, report, prefix: str = "", show_table: bool = True
         (f"{prefix}total-gmacs", "GMACs (conv + linear + matmul)", f"{report.macs / 1e9:.3f}"),
         (f"{prefix}total-gflops", "GFLOPs = 2 × GMACs", f"{report.gflops:.3f}"),
         (f"{prefix}total-ew", "element-wise GFLOPs (separate)", f"{report.elementwise_flops / 1e9:.3f}"),
-        (f"{prefix}total-modelinfo", "YOLOv5 model_info would print (GFLOPs)",
+        (f"{prefix}total-modelinfo", ("Ultralytics model.info() would print (GFLOPs)"
+                                      if getattr(report, "model_info_stride_aware", False)
+                                      else "YOLOv5 model_info would print (GFLOPs)"),
          "-" if report.model_info_gflops is None else f"{report.model_info_gflops:.1f}"),
     ]))
     page.add(f'<p class="mut">{h}×{w}, batch {report.batch}, {len(report.layers)} layers · MACs by kind: conv '

@@ -38,7 +38,7 @@ import torch.nn as nn
 from . import units
 from .channels import Row, concat, conv_like, conv_like_repeat, detect
 from .cost import MAC_KINDS
-from .errors import ConfigError, FlopscopeError
+from .errors import FlopscopeError
 from .inputs import MAX_HW, parse_hw  # noqa: F401  (re-exported: layer.parse_hw)
 from .registry import ModuleSpec, lookup
 from .scaling import (  # noqa: F401  (re-exported: the fitting lived here)
@@ -56,16 +56,6 @@ UNITS = units.pick(
 
 
 # -- building ---------------------------------------------------------------------------------
-@dataclass
-class _LayerRow(Row):
-    """A synthetic YAML row; errors name the module and the --args instead of a file/layer."""
-
-    module: str = ""
-
-    def error(self, message: str, field: str = "args") -> ConfigError:
-        return ConfigError(f"{self.module} (args {self.args!r}): {message}")
-
-
 def _layer_dialect(name: str) -> str:
     """The name space a module name is looked up in: ``--dialect`` if given, else the common (YOLOv5) one, else the
     one dialect that has the name (``C3k2`` -> ultralytics)."""
@@ -132,8 +122,8 @@ def _build(name: str, c1: int, c2=None, args=None, device="meta", n: int = 1) ->
     from .config import _READING
 
     f = [-1] * rule.inputs if rule.inputs else -1  # a module that fuses k inputs gets k inputs of c1 channels
-    row = _LayerRow(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85 if dialect == "yolov5" else 0, None,
-                    dialect=dialect, scale=_READING.get().get("scale") or "", module=name)
+    row = Row(0, f, n, list(yaml_args), [c1], 1.0, 80, 3 * 85 if dialect == "yolov5" else 0, None,
+              dialect=dialect, scale=_READING.get().get("scale") or "", where=f"{name} (args {list(yaml_args)!r})")
     try:
         ctor_args, c2_out, n_seq = rule(row)
     except FlopscopeError as e:

@@ -159,7 +159,7 @@ def upsample(m: nn.Upsample, t, x):
     y = (b, c, oh, ow)
     if m.mode not in ("nearest", "nearest-exact", "bilinear", "bicubic", "area"):
         raise ShapeError(f"Upsample mode {m.mode!r} is not a 2-D mode (nearest, bilinear, bicubic, area)")
-    mode = "nearest" if m.mode.startswith("nearest") else "bilinear"
+    mode = "nearest" if m.mode.startswith("nearest") else "bicubic" if m.mode == "bicubic" else "bilinear"
     t.ew("", f"Upsample.{mode}", prod(y))
     return y
 

@@ -307,7 +307,8 @@ _POINTWISE = {
             "minimum", "fmax", "fmin", "where", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
             "logical_or", "logical_not", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not",
             "bitwise_xor", "isnan", "isinf", "isfinite", "nan_to_num", "floor", "ceil", "round", "trunc", "frac",
-            "heaviside", "isclose", "eq_", "ne_", "lt_", "gt_", "le_", "ge_", "floor_", "ceil_", "round_"),
+            "heaviside", "isclose", "eq_", "ne_", "lt_", "gt_", "le_", "ge_", "floor_", "ceil_", "round_",
+            "logical_and_", "logical_or_", "logical_not_", "logical_xor_", "trunc_", "nan_to_num_"),
 }
 for _key, _names in _POINTWISE.items():
     op_rule(*_ops(*_names))(_pointwise(_key))
@@ -330,7 +331,15 @@ def _reduction(key: str, per: float = 1):
 
 
 op_rule(*_ops("mean", "nanmean"))(_reduction("mean"))
-op_rule(*_ops("sum", "nansum", "cumsum", "cumsum_", "logcumsumexp"))(_reduction("add"))
+op_rule(*_ops("cumsum", "cumsum_", "logcumsumexp"))(_reduction("add"))
+
+
+@op_rule(*_ops("sum", "nansum"))
+def sum_(x, *args, out, **kw):
+    """A sum of n values is n - 1 adds: input elements - output elements (a mean's extra divide makes it n)."""
+    return [ew("add", _n(x) - _n(_first_shape(out)))]
+
+
 op_rule(*_ops("prod", "cumprod"))(_reduction("mul"))
 op_rule(*_ops("amax", "amin", "max", "min", "aminmax", "argmax", "argmin", "cummax", "cummin", "all", "any",
               "_aminmax", "count_nonzero"))(_reduction("max"))

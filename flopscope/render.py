@@ -55,6 +55,28 @@ def layer_rows(report) -> list[dict]:
     return rows
 
 
+def model_info_lines(report) -> list[str]:
+    """What the config's own model.info() prints, and what current YOLOv5 prints where that differs, labelled."""
+    from .units import LABELS
+
+    lines = []
+    true_per_image = report.gflops / report.batch
+    mi = report.model_info_gflops
+    current = getattr(report, "model_info_current_gflops", None)
+    stride_aware = getattr(report, "model_info_stride_aware", False)
+    if mi is not None:
+        label = LABELS["model_info_ultralytics" if stride_aware else "model_info_legacy"]
+        how = LABELS["model_info_current_how"] if stride_aware else \
+            LABELS["model_info_legacy_how"].format(p=report.model_info_probe)
+        if f"{mi:.1f}" != f"{true_per_image:.1f}":
+            lines.append(f"{label} {mi:.1f} GFLOPs ({how}); the true figure is {true_per_image:.1f} GFLOPs per image")
+        else:
+            lines.append(f"{label} {mi:.1f} GFLOPs, which agrees with the true figure")
+    if current is not None and not stride_aware and (mi is None or f"{current:.1f}" != f"{mi:.1f}"):
+        lines.append(f"{LABELS['model_info_current']} {current:.1f} GFLOPs ({LABELS['model_info_current_how']})")
+    return lines
+
+
 def summary_lines(report) -> list[str]:
     h, w = report.img
     kinds = report.macs_by_kind
@@ -65,15 +87,7 @@ def summary_lines(report) -> list[str]:
         f"MACs by kind: conv {kinds['conv'] / 1e9:.3f} G, linear {kinds['linear'] / 1e9:.3f} G, "
         f"attention/matmul {kinds['matmul'] / 1e9:.3f} G  (GFLOPs = 2 x GMACs)",
     ]
-    mi = report.model_info_gflops
-    if mi is not None:
-        true_per_image = report.gflops / report.batch
-        if f"{mi:.1f}" != f"{true_per_image:.1f}":
-            lines.append(f"YOLOv5 model_info would print {mi:.1f} GFLOPs (its {report.model_info_probe}x"
-                         f"{report.model_info_probe} probe x area, thop conventions); the true figure is "
-                         f"{true_per_image:.1f} GFLOPs per image")
-        else:
-            lines.append(f"YOLOv5 model_info would print {mi:.1f} GFLOPs, which agrees with the true figure")
+    lines.extend(model_info_lines(report))
     nonlinear = [r.index for r in report.layers if r.linear_in_hw is False]
     if nonlinear:
         lines.append(f"{NONLINEAR_MARK} layers whose cost is not proportional to H·W: {', '.join(map(str, nonlinear))}")

@@ -9,9 +9,17 @@ JSON, CSV or Markdown.  JSON schema (stable; later features add keys, never rena
     {"model", "img": [H, W], "batch",
      "layers": [{"index", "from", "n", "module", "args", "out_shape", "params", "macs", "flops",
                  "elementwise_flops", "linear_in_hw", "counted_by", "macs_by_kind", "model_info_flops",
-                 "channel_rule": {"name", "source"}}],
+                 "channel_rule": {"name", "source"}, "model_info_current_flops"}],
      "totals": {"params", "macs", "flops", "elementwise_flops", "macs_by_kind", "flops_incl_elementwise"},
-     "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused"}
+     "model_info_gflops", "model_info_probe", "stride", "units", "notes", "fused",
+     "model_info_current_gflops", "model_info_current_method"}
+
+``model_info_gflops`` is what the dialect's own ``model.info()`` prints: YOLOv5's legacy figure (thop 0.1.1 on a
+stride-sized probe x area) for YOLOv5-dialect configs, ultralytics' ``get_flops`` (ultralytics-thop 2.x,
+stride-aware) for Ultralytics-dialect ones.  ``model_info_current_gflops`` is what current Ultralytics and current
+YOLOv5 print (both call ultralytics' ``get_flops``; :mod:`flopscope.counters.thop2_info`), for every dialect;
+``model_info_current_method`` says how ultralytics-thop gets it (its proxies or a full-size run).  Either is null,
+with a note saying why, where it cannot be known or the real one prints none.
 """
 from __future__ import annotations
 
@@ -28,21 +36,19 @@ from .engine import count_layers
 from .errors import FlopscopeError
 from .inputs import MAX_IMG, parse_img  # noqa: F401  (re-exported: profile.parse_img)
 from .fuse import fused_copy, is_fused
+from .counters.thop2_info import current_model_info
 from .rules import thop_macs
 from .scaling import proportional_when_doubled
+from .rows import RowKey, jsonable  # noqa: F401  (jsonable re-exported: report.jsonable)
 from .tracer import NOT_COUNTED
 
 UNITS = units.pick(
-    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops", "fused")
+    ("params", "count"), "macs", "flops", "elementwise_flops", "model_info_gflops", "fused",
+    "model_info_current_gflops")
 
 
 @dataclass
-class LayerRecord:
-    index: int
-    f: int | list
-    n: int
-    module: str
-    args: list
+class LayerRecord(RowKey):
     out_shape: object
     params: int
     macs_by_kind: dict
@@ -53,6 +59,7 @@ class LayerRecord:
     terms: list = field(default_factory=list, repr=False)
     notes: list = field(default_factory=list, repr=False)  # typed notes (flopscope.tracer.Note) behind counted_by
     channel_rule: dict | None = None  # {"name", "source"}: which rule built the row and where it came from
+    model_info_current_flops: float | None = None  # this row's share of model_info_current_gflops (FLOPs)
 
     @property
     def macs(self) -> int:
@@ -64,11 +71,12 @@ class LayerRecord:
 
     def to_dict(self) -> dict:
         return {
-            "index": self.index, "from": self.f, "n": self.n, "module": self.module, "args": jsonable(self.args),
+            **self.key_dict(),
             "out_shape": jsonable(self.out_shape), "params": self.params, "macs": self.macs, "flops": self.flops,
             "elementwise_flops": self.elementwise_flops, "linear_in_hw": self.linear_in_hw,
             "counted_by": self.counted_by, "macs_by_kind": dict(self.macs_by_kind),
             "model_info_flops": self.model_info_flops, "channel_rule": self.channel_rule,
+            "model_info_current_flops": self.model_info_current_flops,
         }
 
 
@@ -84,6 +92,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     fused: bool = False
     train: object = None  # flopscope.train.TrainReport with --train
+    model_info_current_gflops: float | None = None  # what current Ultralytics / YOLOv5 print (thop 2.x)
+    model_info_current_method: str | None = None  # how ultralytics-thop's stride-aware profile gets it
+    model_info_stride_aware: bool = False  # model_info_gflops is ultralytics' get_flops (Ultralytics dialect)
 
     @property
     def params(self) -> int:
@@ -125,19 +136,9 @@ class Report:
         return {"model": self.model, "img": list(self.img), "batch": self.batch, **extra,
                 "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
-                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused}
-
-
-def jsonable(v):
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, nn.Module):
-        return repr(v)
-    return str(v)
+                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused,
+                "model_info_current_gflops": self.model_info_current_gflops,
+                "model_info_current_method": self.model_info_current_method}
 
 
 MAX_BATCH = 1_000_000
@@ -224,13 +225,26 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
             lc.counted_by, 2 * thop_macs(probed[k].cost.terms) * scale if probed is not None else None,
             lc.cost.terms, list(lc.notes), rule_record(info)))
     notes.extend(replacement_notes(model))
+    current = current_model_info(model, hw, dialect.model_info_min_cells(model))
+    if current.per_layer is not None:
+        for rec, v in zip(records, current.per_layer):
+            rec.model_info_current_flops = v
     mi = None
-    if probed is not None:
+    if dialect.model_info_stride_aware:  # the dialect's model.info() is ultralytics' get_flops
+        mi = current.gflops
+        for rec in records:
+            rec.model_info_flops = rec.model_info_current_flops
+        if mi is None:
+            notes.append(f"model_info_gflops: ultralytics' model.info() figure: {current.reason}")
+    elif probed is not None:
         mi = sum(r.model_info_flops for r in records) / 1e9
     elif dialect.model_info_note:
         notes.append(dialect.model_info_note)
     else:
         notes.append(f"YOLOv5's {probe}x{probe} model_info probe does not run on this model")
+    if current.gflops is None and not dialect.model_info_stride_aware:
+        notes.append(f"model_info_current_gflops (what current YOLOv5 prints, ultralytics-thop 2.x): {current.reason}")
+    notes.extend(f"model_info (ultralytics-thop 2.x): {n}" for n in current.notes)
     tr = None
     if train:
         from .train import train_profile
@@ -243,7 +257,9 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
         raise FlopscopeError("--freeze, --amp and --gpu-mem describe training: add --train")
     notes.extend(not_counted_totals(records))
     return Report(model.name, hw, batch, records, mi, probe, [float(s) for s in model.stride.tolist()], notes,
-                  fused=is_fused(model), train=tr)
+                  fused=is_fused(model), train=tr, model_info_current_gflops=current.gflops,
+                  model_info_current_method=current.method or None,
+                  model_info_stride_aware=dialect.model_info_stride_aware)
 
 
 def linear_in_hw(lc, doubled) -> bool | None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from . import units
 from .builder import build_model
 from .errors import FlopscopeError
-from .report import Report, check_img, jsonable, parse_img, profile
+from .report import Report, check_img, parse_img, profile
+from .rows import RowKey
 from .scaling import TOLERANCE, fit_exponent, is_proportional_exponent  # noqa: F401  (re-exported here)
 
 DEFAULT_SIZES = "320,480,640,960,1280"
@@ -46,12 +47,7 @@ def parse_sizes(text) -> list[tuple[int, int]]:
 
 
 @dataclass
-class LayerSweep:
-    index: int
-    f: object
-    n: int
-    module: str
-    args: list
+class LayerSweep(RowKey):
     params: int
     flops: list[int]
     elementwise_flops: list[int]
@@ -64,8 +60,7 @@ class LayerSweep:
         return not is_proportional_exponent(e)
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "from": self.f, "n": self.n, "module": self.module, "args": jsonable(self.args),
-                "params": self.params, "flops": list(self.flops), "elementwise_flops": list(self.elementwise_flops),
+        return {**self.key_dict(), "params": self.params, "flops": list(self.flops), "elementwise_flops": list(self.elementwise_flops),
                 "exponent": self.exponent, "elementwise_exponent": self.elementwise_exponent,
                 "nonlinear": self.nonlinear}
 

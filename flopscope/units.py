@@ -18,8 +18,14 @@ DESCRIPTIONS: dict[str, str] = {
     "elementwise_flops_per_batch": "element-wise FLOPs, per batch",
     "elementwise_flops_per_batch_listed": "element-wise FLOPs (norms, activations, pooling, adds ...), per batch",
     "model_info_gflops": "what YOLOv5's model_info prints: thop MACs on a stride-sized probe x 2 x (H*W / probe^2), "
-                         "in G",
+                         "in G (Ultralytics-dialect configs: what their model.info() prints, see "
+                         "model_info_current_gflops)",
     "model_info_gflops_short": "GFLOPs as YOLOv5's model_info prints them",
+    "model_info_current_gflops": "what current Ultralytics and current YOLOv5 print in model.info(): ultralytics' "
+                                 "get_flops (ultralytics-thop 2.x MACs x 2, stride-aware: extrapolated from proxies "
+                                 "one stride tall), in G",
+    "model_info_current_gflops_short": "GFLOPs as current Ultralytics / YOLOv5 model.info() prints them "
+                                       "(ultralytics-thop 2.x)",
     # flopscope layer
     "terms.value": "MACs for kinds conv/linear/matmul, FLOPs for kind elementwise (see 'unit')",
     "terms.share": "fraction of the layer's MACs (MAC terms) or of its element-wise FLOPs (element-wise terms)",
@@ -34,9 +40,13 @@ DESCRIPTIONS: dict[str, str] = {
     # flopscope table
     "gflops": "2 x MACs (conv + linear + matmul) / 1e9, per image (batch 1)",
     "elementwise_gflops": "element-wise FLOPs / 1e9, per image",
-    "yolov5_gflops": "what YOLOv5's model_info prints at this image size (thop on a stride-sized probe, scaled)",
+    "yolov5_gflops": "what YOLOv5's model_info prints at this image size (thop on a stride-sized probe, scaled; "
+                     "Ultralytics-dialect configs: what their model.info() prints)",
     "table.latency_ms": "median milliseconds per forward of one batch (flopscope bench); null when not measured",
     "fps": "images per second = batch x 1000 / latency_ms; null when not measured",
+    # flopscope check (its "units" is this one string)
+    "check.columns": "all counter columns in MACs (multiply-accumulates): fvcore, thop and ptflops report MACs; "
+                     "FlopCounterMode reports FLOPs = 2 per MAC and is halved here",
     # flopscope bench
     "latency_ms": "milliseconds per forward of the whole batch; p10/p90 by linear interpolation; cv = sample std / mean",
     "throughput_img_s": "batch / median latency, images per second",
@@ -51,6 +61,17 @@ DESCRIPTIONS: dict[str, str] = {
     "achieved_pct": "bound_ms / measured_ms x 100",
     "gbps": "1e9 bytes per second",
     "tflops": "1e12 FLOP per second, dense (non-sparse)",
+}
+
+
+#: labels of the model_info figures in human output (render, table)
+LABELS: dict[str, str] = {
+    "model_info_legacy": "YOLOv5 model_info would print",
+    "model_info_legacy_how": "its {p}x{p} probe x area, thop conventions",
+    "model_info_ultralytics": "Ultralytics model.info() would print",
+    "model_info_current": "current YOLOv5 (model_info from ultralytics) would print",
+    "model_info_current_how": "ultralytics-thop 2.x, stride-aware",
+    "table_current": "GFLOPs (model.info, thop 2.x)",
 }
 
 

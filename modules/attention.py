@@ -115,7 +115,7 @@ def simam_cost(m, t, x):
     t.ew("channel mean", "mean", n)
     t.ew("centre", "sub", n)
     t.ew("square", "mul", n)
-    t.ew("variance sum", "add", n)
+    t.ew("variance sum", "add", n - per_channel)  # H*W - 1 adds per channel
     t.ew("variance (/n, +λ, ×4)", "mul", per_channel, 3)
     t.ew("energy (/, +0.5)", "div", n, 2)
     t(m.act, x, "sigmoid")

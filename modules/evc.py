@@ -49,10 +49,12 @@ def encoding_cost(m, t, x):
     b, c, h, w = x
     k = m.codewords.shape[0]
     pairs = b * h * w * k  # (pixel, code) pairs
-    t.ew("distance (sub, square, sum over C)", "sub", pairs * c, 3)
+    # x - c_k once per (pair, channel), then squared and summed over C (C - 1 adds per pair)
+    t.ew("distance (sub, square, sum over C)", "sub", 3 * pairs * c - pairs, 1)
     t.ew("distance scale", "mul", pairs)
     t.ew("assignment softmax", "softmax", pairs)
-    t.ew("aggregate (sub, mul, sum over N)", "mul", pairs * c, 3)
+    # weights x residual (the residual reused, not recomputed), summed over the N pixels (N - 1 adds per (code, C))
+    t.ew("aggregate (mul, sum over N)", "mul", 2 * pairs * c - b * k * c, 1)
     return (b, k, c)
 
 

@@ -127,14 +127,22 @@ class DetectUL(nn.Module):
             outs.append((boxes, scores, self.run_task_heads(x, heads)))
         boxes, scores, extra = outs[-1] if self.end2end else outs[0]
         anchors, strides = _make_anchors(x, self.stride)
-        dist = self.dfl(boxes)
-        lt, rb = dist.chunk(2, 1)
-        x1y1, x2y2 = anchors - lt, anchors + rb
-        box = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) if not self.end2end else torch.cat((x1y1, x2y2), 1)
+        box = self.decode_boxes(self.dfl(boxes), anchors, extra)
         y = [box * strides, scores.sigmoid()]
         if extra is not None:
             y.append(self.decode_extra(extra, anchors, strides))
         return torch.cat(y, 1)
+
+    def decode_boxes(self, dist, anchors, extra):
+        """ultralytics ``dist2bbox`` (utils/tal.py): xywh, or xyxy when end2end."""
+        lt, rb = dist.chunk(2, 1)
+        x1y1, x2y2 = anchors - lt, anchors + rb
+        return torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) if not self.end2end else torch.cat((x1y1, x2y2), 1)
+
+    def decode_boxes_cost(self, t, b, a):
+        """dist2bbox per anchor: x1y1 = anchor - lt (2), x2y2 = anchor + rb (2); xywh adds (x1y1 + x2y2) / 2 (4)
+        and x2y2 - x1y1 (2): 10 per anchor, xyxy 4."""
+        t.ew("decode.dist2bbox", "add", b * a * (4 if self.end2end else 10))
 
     def decode_extra(self, extra, anchors, strides):
         return extra
@@ -174,8 +182,10 @@ def _make_anchors(feats, strides, offset=0.5):
 
 
 def _decode_terms(m, t, b, a):
-    """Element-wise work of the eval decode (dist2bbox, stride, sigmoid) -- FlopCounterMode counts none of it."""
-    t.ew("decode.dist2bbox", "add", b * a * (8 if m.end2end else 14))  # a-lt, a+rb (, centre add/div, wh sub)
+    """Element-wise work of the eval decode (boxes, stride, sigmoid) -- FlopCounterMode counts none of it.  The
+    anchor grid (``make_anchors``: arange + 0.5, h + w adds per level, built once per input shape) is not counted,
+    as YOLOv5's ``_make_grid``; the op-level counter sees it (tests/test_opcount.py states it)."""
+    m.decode_boxes_cost(t, b, a)
     t.ew("decode.stride", "mul", b * a * 4)
     t.ew("decode.scores", "Sigmoid", b * a * m.nc)
 
@@ -314,11 +324,26 @@ class OBBUL(DetectUL):
         angle = torch.cat([heads["cv4"][i](x[i]).view(bs, self.ne, -1) for i in range(self.nl)], 2)
         return (angle.sigmoid() - 0.25) * math.pi if self.angle_sigmoid else angle
 
+    def decode_boxes(self, dist, anchors, angle):
+        """ultralytics ``dist2rbox`` (utils/tal.py)."""
+        lt, rb = dist.split(2, dim=1)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        xf, yf = ((rb - lt) / 2).split(1, dim=1)
+        x, y = xf * cos - yf * sin, xf * sin + yf * cos
+        xy = torch.cat([x, y], dim=1) + anchors
+        return torch.cat([xy, lt + rb], dim=1)
+
+    def decode_boxes_cost(self, t, b, a):
+        """dist2rbox per anchor (ne angles): rb - lt and / 2 (4), cos and sin (2 ne), x = xf cos - yf sin and
+        y = xf sin + yf cos (6 ne), + anchor (2 ne), lt + rb (2)."""
+        ne = self.ne
+        t.ew("decode.dist2rbox", "add", b * a * (6 + 8 * ne))
+        t.ew("decode.dist2rbox cos, sin", "exp", b * a * 2 * ne)
+
     def decode_extra_cost(self, t, b, a):
         if self.angle_sigmoid:
             t.ew("angle", "Sigmoid", b * a * self.ne * len(self.branches()))
             t.ew("angle (-0.25)*pi", "add", b * a * self.ne * len(self.branches()), 2)
-        t.ew("decode.dist2rbox", "mul", b * a * 12, 1)  # rotate the ltrb offsets by the angle (cos, sin, 4 mul-adds)
 
 
 @register("OBB26", channels=_detect_rule, dialect=UL,
@@ -359,11 +384,25 @@ class PoseUL(DetectUL):
         bs = x[0].shape[0]
         return torch.cat([heads["cv4"][i](x[i]).view(bs, self.nk, -1) for i in range(self.nl)], 2)
 
+    def decode_extra(self, kpts, anchors, strides):
+        """ultralytics ``Pose.kpts_decode`` (not exported)."""
+        d = self.kpt_shape[1]
+        y = kpts.clone()
+        if d == 3:
+            y[:, 2::d] = y[:, 2::d].sigmoid()
+        y[:, 0::d] = self.kpt_xy(y[:, 0::d], anchors[0], strides)
+        y[:, 1::d] = self.kpt_xy(y[:, 1::d], anchors[1], strides)
+        return y
+
+    def kpt_xy(self, v, anchor, strides):
+        return (v * 2.0 + (anchor - 0.5)) * strides
+
     def decode_extra_cost(self, t, b, a):
         k, d = self.kpt_shape
         if d == 3:
             t.ew("kpts.visibility", "Sigmoid", b * a * k)
         t.ew("kpts.xy", "mul", b * a * k * 2, 3)  # (v * 2 + (anchor - 0.5)) * stride
+        t.ew("kpts.anchor - 0.5", "add", a * 2)  # once per anchor (x, y), not per image or keypoint
 
 
 @register("Pose26", channels=_detect_rule, dialect=UL,
@@ -405,6 +444,9 @@ class Pose26(PoseUL):
             y = t(mlist[i], x, f"{prefix}{role}.{i}")
             if role == "cv4":
                 t(getattr(self, prefix + "cv4_kpts")[i], y, f"{prefix}cv4_kpts.{i}")
+
+    def kpt_xy(self, v, anchor, strides):  # Pose26.kpts_decode
+        return (v + anchor) * strides
 
     def decode_extra_cost(self, t, b, a):
         k, d = self.kpt_shape

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flopscope.channels import conv_like, conv_like_repeat, custom
+from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
 from flopscope.shapes import ShapeError, cat_channels
 
@@ -288,7 +289,9 @@ def aifi_cost(m, t, x):
     pd = c // 4
     t.mac("pos_embed.w", "matmul", "matmul", n * pd, n * pd)  # (HW x 1) @ (1 x c/4)
     t.mac("pos_embed.h", "matmul", "matmul", n * pd, n * pd)
-    t.ew("pos_embed.sincos", "Tanh", 4 * n * pd)  # sin / cos: a transcendental each (Tanh's rate)
+    # omega = 1 / temperature ** (arange(pd) / pd): a divide, a power, and 1.0 / y (aten: reciprocal, x 1.0)
+    t.ew("pos_embed.omega", "div", pd, 4)
+    t.ew("pos_embed.sincos", "exp", 4 * n * pd)  # sin / cos: one transcendental per element (ELEMENTWISE_COST)
     seq = (b, n, c)
     t.ew("pos add", "add", b * n * c)
     t(m.ma, seq, seq, seq, "ma")
@@ -480,7 +483,9 @@ class RTDETRDecoder(nn.Module):
         topk = scores.max(-1).values.topk(k, dim=1).indices.view(-1)
         bi = torch.arange(bs, dtype=topk.dtype, device=topk.device).unsqueeze(-1).repeat(1, k).view(-1)
         top_feats = features[bi, topk].view(bs, k, -1)
-        refer = (self.enc_bbox_head(top_feats) + anchors[:, topk].view(bs, k, -1)).sigmoid()
+        refer = self.enc_bbox_head(top_feats) + anchors[:, topk].view(bs, k, -1)
+        enc_bboxes = refer.sigmoid()  # noqa: F841 - ultralytics returns it with the raw outputs, then sigmoids again
+        refer = refer.sigmoid()
         embed = self.tgt_embed.weight[:k].unsqueeze(0).repeat(bs, 1, 1) if self.learnt_init_query else top_feats
         for i, layer in enumerate(self.layers):
             embed = layer(embed, refer, feats, shapes, self.query_pos_head(refer))
@@ -513,18 +518,24 @@ def rtdetr_decoder_cost(m, t, xs):
     t(m.enc_score_head, feats, "enc_score_head")
     t.ew("best class score", "max", bs * lv * m.nc)
     k = min(m.num_queries, lv)
+    t.ew("query selection top-k", "max", bs * lv)  # 1 compare per candidate (as the op-level topk rule)
     q4 = (bs, k, 4)
     t(m.enc_bbox_head, (bs, k, d), "enc_bbox_head")
     t.ew("anchor add", "add", bs * k * 4)
-    t.ew("refer sigmoid", "Sigmoid", bs * k * 4)
+    # ultralytics sigmoids the reference boxes twice: enc_bboxes (returned) and the decoder's own refer_bbox
+    t.ew("refer sigmoid", "Sigmoid", 2 * bs * k * 4)
     embed = (bs, k, d)
     for i, layer in enumerate(m.layers):
         t(m.query_pos_head, q4, f"query_pos_head.{i}")
         t(layer, embed, feats, f"layers.{i}")
         t(m.dec_bbox_head[i], embed, f"dec_bbox_head.{i}")
-        t.ew(f"refine.{i}", "Sigmoid", 2 * bs * k * 4)  # inverse sigmoid (log of a ratio) + add + sigmoid
+        # inverse_sigmoid: clamp(0, 1), clamp(eps), 1 - x, clamp(eps), divide, log (6); + bbox (1); sigmoid (4)
+        t.ew(f"refine.{i}", "add", bs * k * 4, 6 + 1 + ELEMENTWISE_COST["Sigmoid"])
         if i == m.eval_idx:
             t(m.dec_score_head[i], embed, f"dec_score_head.{i}")
             t.ew("score sigmoid", "Sigmoid", bs * k * m.nc)
+            kk = min(m.num_queries, k * m.nc)
+            t.ew("postprocess top-k", "max", bs * k * m.nc)
+            t.ew("postprocess class index", "div", bs * kk, 3)  # index // nc, index - q * nc
             break
     return (bs, min(m.num_queries, k * m.nc), 6)

@@ -349,7 +349,10 @@ class GhostBottleneck(nn.Module):
 @formula(GhostBottleneck)
 def ghost_bottleneck_cost(m, t, x):
     y = t(m.conv, x, "conv")
-    t(m.shortcut, x, "shortcut")
+    z = t(m.shortcut, x, "shortcut")
+    if tuple(z) != tuple(y):  # stride 1 with c1 != c2: the identity shortcut cannot be added (the forward fails)
+        raise ShapeError(f"GhostBottleneck: the shortcut gives {list(z)}, the ghost branch {list(y)}; with s=1 "
+                         f"c2 must equal c1")
     t.ew("residual", "add", prod(y))
     return y
 

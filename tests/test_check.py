@@ -287,3 +287,48 @@ def test_dynamic_conv_thop_misses_functional_conv():
         assert dict(cell.reasons)[f"{TH}: F.conv2d not hooked"] == -conv
         assert lc.cells["fcm"].delta == 0
     assert res.total_cell("thop").explained and res.total_cell("fcm").explained
+
+
+# -- one routing of `from`, one build per command run (issue 11) ------------------------------------------------
+def test_owner_tracing_is_routed_by_count_layers(monkeypatch):
+    """trace_layers (the owners the counter rules look at) gets each row's inputs from engine.layer_inputs, the one
+    place that reads `from`, through count_layers: the same terms as the report, row by row."""
+    from flopscope import build_model, engine
+    from flopscope.counters.owners import trace_layers
+
+    model = build_model("yolo11n")
+    calls = []
+    real = engine.layer_inputs
+    monkeypatch.setattr(engine, "layer_inputs", lambda f, x, ys: calls.append(f) or real(f, x, ys))
+    traced = trace_layers(model, (1, 3, IMG, IMG))
+    assert calls == [info.f for info in model.layers]
+    rows = engine.count_layers(model, (1, 3, IMG, IMG))
+    assert [[(t.name, t.value) for t in terms] for terms, _ in traced] == \
+        [[(t.name, t.value) for t in lc.cost.terms] for lc in rows]
+    assert all(len(terms) == len(chains) for terms, chains in traced)
+
+
+def test_commands_hand_the_built_model_down(monkeypatch):
+    """table (with --latency) and bench build a config once and count that model at every batch; the real-weight
+    copy for timing is materialised from it, not rebuilt from the name."""
+    from flopscope import bench, builder, table
+    from flopscope.table import compare_table
+
+    seen = []
+    real = builder.build_model
+
+    def spy(cfg, *a, **k):
+        seen.append((cfg, k.get("device")))
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(builder, "build_model", spy)
+    monkeypatch.setattr(table, "build_model", spy)
+    t = compare_table(["yolov5n"], img=IMG, latency=True, device="cpu", batch=1, warmup=0, iters=1)
+    assert t.rows[0].latency_ms is not None
+    assert [c for c, _ in seen if isinstance(c, str)] == ["yolov5n"]  # one build from the name
+    assert [d for _, d in seen] == [None, "cpu"]  # the counted (meta) model, then its CPU materialisation
+    seen.clear()
+    meta = real("yolov5n")
+    res = bench.run_bench(meta, img=IMG, batch=[1, 2], device="cpu", warmup=0, iters=1)
+    assert [r["batch"] for r in res["runs"]] == [1, 2]
+    assert seen == [(meta.config, "cpu")]

@@ -67,6 +67,28 @@ def test_fork_model_is_built_by_the_forks_code(fork):
     _clean_imports()
 
 
+
+def test_fork_args_are_what_its_parse_model_logged(fork):
+    """YOLOv5's parse_model logs each layer's constructor args (``LOGGER.info(f"{i:>3}{f!s:>18}...{args!s:<30}")``)
+    but does not store them: the report's args are the logged ones.  Oracle: the same fork storing ``m_.args``."""
+    root, cfg = fork
+    oracle = oracle_model(root, cfg)
+    want = [list(m.args) for m in oracle.model]
+    yolo = (root / "models" / "yolo.py").read_text()
+    assert "m_.args = list(args)" in yolo
+    logged = yolo.replace("        m_.args = list(args)  # kept for the tests' comparison of constructor calls\n",
+                          '        LOGGER.info(f"{i:>3}{f!s:>18}{n_:>3}{m_.np:10.0f}  {t:<40}{args!s:<30}")\n')
+    logged = logged.replace("def parse_model(d, ch):", "import logging\nLOGGER = logging.getLogger('fork')\n\n\n"
+                                                       "def parse_model(d, ch):")
+    (root / "models" / "yolo.py").write_text(logged)
+    report = flopscope.profile(str(cfg), img=IMG)
+    assert [r.args for r in report.layers] == want
+    assert not any("are the YAML's" in n for n in report.notes)
+    # a fork that neither stores nor logs them: the YAML's args, said in a note
+    (root / "models" / "yolo.py").write_text(logged.replace("        LOGGER.info(f\"{i:>3}", "        0 and LOGGER.info(f\"{i:>3}"))
+    report = flopscope.profile(str(cfg), img=IMG)
+    assert any("are the YAML's" in n for n in report.notes)
+
 def test_fork_cli_option(fork, tmp_path):
     root, cfg = fork
     elsewhere = tmp_path / "exp.yaml"

@@ -11,6 +11,7 @@ import pytest
 from flopscope.builder import build_model
 from flopscope.config import ConfigError, load, resolve
 from flopscope.engine import count_layers
+from test_model_info_current import assert_model_info_recorded
 
 DATA = Path(__file__).parent / "data" / "ultralytics"
 
@@ -54,6 +55,8 @@ def test_per_layer_params_and_flops_equal_the_real_model(name, rec):
         want = [r[key] for r in rec["layers"]]
         bad = [(i, a, b) for i, (a, b) in enumerate(zip(ours, want)) if a != b]
         assert not bad, f"{name} at {img}: (layer, ours, real) {bad[:5]}"
+    # model.info()'s GFLOPs (ultralytics-thop 2.x, stride-aware) = the recorded real figure, at 640 and 320
+    assert_model_info_recorded(m, rec, (640, 320))
 
 
 # formula = FlopCounterMode on a real forward of our own build, per layer, for every bundled config (Ultralytics
@@ -163,3 +166,8 @@ def test_fuse_equals_the_real_fused_model(name, rec):
     assert sum(p.numel() for p in model.parameters()) == rec["fused"]["params"], name
     for img, flops in rec["fused"].get("fcm_flops", {}).items():
         assert sum(_flops(model, int(img))) == flops, (name, img)
+    # model.info() after fuse() (ultralytics-thop 2.x, stride-aware) = the recorded real figure (first two scales of
+    # a family: the others take the same path)
+    if rec["flops_from"] == "real":
+        info = {"640": {"gflops": rec["fused"]["info_gflops_640"], "line": rec["fused"]["info_line_640"]}}
+        assert_model_info_recorded(model, {"name": name, "info": info})

@@ -133,3 +133,23 @@ def test_one_units_table():
     assert importlib.import_module("flopscope.diff").UNITS["macs"] == \
         "multiply-accumulates (conv + linear + matmul), per batch"
     assert list(importlib.import_module("flopscope.bench").UNITS)[:2] == ["latency_ms", "throughput_img_s"]
+
+
+def test_one_row_identity_for_every_per_layer_type():
+    """index/from/n/module/args are declared once (RowKey) and written to JSON in one place."""
+    import dataclasses
+
+    import flopscope
+    from flopscope import builder, config, report, rows, sweep
+
+    for cls in (config.LayerRow, builder.LayerInfo, report.LayerRecord, sweep.LayerSweep):
+        assert issubclass(cls, rows.RowKey), cls
+        own = [f.name for f in dataclasses.fields(cls)][:5]
+        assert own == ["index", "f", "n", "module", "args"], cls
+    r = flopscope.profile("yolov5n", img=64)
+    d = r.layers[0].to_dict()
+    assert [d[k] for k in ("index", "from", "n", "module", "args")] == [0, -1, 1, "Conv", [3, 16, 6, 2, 2]]
+    # The `layer` command's synthetic row is a plain channels.Row that names itself in errors.
+    import flopscope.layer as layer_mod
+
+    assert not hasattr(layer_mod, "_LayerRow")

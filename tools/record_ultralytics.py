@@ -2,6 +2,7 @@
 
     /work/venvs/ultra/bin/python tools/record_ultralytics.py            # every official config family
     /work/venvs/ultra/bin/python tools/record_ultralytics.py yolo11 v9/yolov9c   # only these families
+    /work/venvs/ultra/bin/python tools/record_ultralytics.py --add-info 320  # model.info(imgsz=320) where missing
 
 Needs ultralytics 8.4.x (+ torch, ultralytics-thop); none of them is a flopscope dependency.
 Writes one JSON per config family (one official YAML file) to tests/data/ultralytics/<stem>.json and an index,
@@ -41,8 +42,6 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "ultralytics"
 # Official configs that are not detect/segment/pose/obb/classify models buildable without torchvision / text models.
 SKIP = {
     "yolo11-cls-resnet18": "TorchVision wrapper (needs torchvision)",
-    "yolo26-depth": "depth task (outside detect/seg/pose/obb/cls)",
-    "yolo26-sem": "semantic-segmentation task (outside detect/seg/pose/obb/cls)",
 }
 SKIP_PREFIX = {"yoloe-": "YOLOE (open-vocabulary, text/visual prompt model)", "yolov8-world": "YOLO-World (CLIP text)"}
 
@@ -107,7 +106,7 @@ def build(name, task, rtdetr):
 
     cls = T.RTDETRDetectionModel if rtdetr else {
         "detect": T.DetectionModel, "segment": T.SegmentationModel, "pose": T.PoseModel, "obb": T.OBBModel,
-        "classify": T.ClassificationModel}[task]
+        "classify": T.ClassificationModel, "depth": T.DepthModel, "semantic": T.SemanticSegmentationModel}[task]
     info, T.BaseModel.info = T.BaseModel.info, lambda *a, **k: None  # info() is called (once) by the recorder
     try:
         return cls(name + ".yaml", verbose=True), cls.__name__
@@ -214,8 +213,49 @@ def dump(obj) -> str:
     return s + ',\n "models": {\n' + ",\n".join(parts) + "}\n}\n"
 
 
+def add_info(size: int, only=()) -> None:
+    """Add ``info[str(size)]`` (model.info(imgsz=size): layers, params, GFLOPs, printed line) to every recorded model
+    that lacks it (the full recording takes info at 320 only for the first two scales of a family), leaving every
+    other recorded value as it is; the family's ``info_added`` says when and with what."""
+    import thop
+    import ultralytics
+    from ultralytics.utils import LOGGER, SETTINGS
+
+    SETTINGS.update(sync=False)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cap = _Capture()
+    LOGGER.addHandler(cap)
+    LOGGER.setLevel(logging.INFO)
+    versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
+                "thop": getattr(thop, "__version__", "?")}
+    for f in sorted(OUT.glob("*.json")):
+        if f.name == "index.json" or (only and f.stem not in only):
+            continue
+        fam = json.loads(f.read_text())
+        added = []
+        for name, rec in fam["models"].items():
+            if str(size) in rec["info"]:
+                continue
+            model, _ = build(name, rec["task"], rec["model_class"] == "RTDETRDetectionModel")
+            model.eval()
+            cap.lines.clear()
+            n_l, n_p, n_g, fl = model.info(verbose=True, imgsz=size)
+            rec["info"][str(size)] = {"layers": n_l, "params": n_p, "gflops": fl, "line": info_line(cap.lines)}
+            added.append(name)
+            print(f"{name:24s} info@{size}: {fl:.4f} GFLOPs", file=sys.stderr, flush=True)
+        if added:
+            fam.setdefault("info_added", {})[str(size)] = {
+                "models": added, "versions": versions,
+                "command": f"/work/venvs/ultra/bin/python tools/record_ultralytics.py --add-info {size}",
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")}
+            f.write_text(dump(fam))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--add-info"]:
+        return add_info(int(argv[1]), tuple(argv[2:]))
     import thop
     import ultralytics
     from ultralytics.nn.tasks import guess_model_task
@@ -244,6 +284,7 @@ def main(argv=None):
         if why:
             index["skipped"][rel] = why
             continue
+        index["skipped"].pop(rel, None)
         d = YAML.load(f)
         task = guess_model_task(d)
         rtdetr = "rtdetr" in f.stem

@@ -24,7 +24,7 @@ CONFIGS = {
                                            "-pose", "-pose-p6", "-obb", "-cls")},
     **{f"v10/yolov10{s}.yaml": None for s in "nsmblx"},
     **{f"11/yolo11{s}.yaml": None for s in ("", "-seg", "-pose", "-obb", "-cls")},
-    **{f"26/yolo26{s}.yaml": None for s in ("", "-p2", "-p6", "-seg", "-pose", "-obb", "-cls")},
+    **{f"26/yolo26{s}.yaml": None for s in ("", "-p2", "-p6", "-seg", "-pose", "-obb", "-cls", "-depth", "-sem")},
 }
 KEYS = ("nc", "activation", "end2end", "reg_max", "kpt_shape", "depth_multiple", "width_multiple", "scales")
 

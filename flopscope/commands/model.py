@@ -59,6 +59,10 @@ def model_cmd(
         raise FlopscopeError("--input is for FILE.py:NAME; a config takes --img and --batch")
     if target is not cfg and (latency or check):
         raise FlopscopeError("--latency / --check take a config, not FILE.py:NAME")
+    if target is cfg:
+        from ..builder import build_model
+
+        target = build_model(cfg, nc=nc)  # built once: counted here, handed to --latency and --check
     report = profile(target, inputs=parse_input_shapes(inputs), depth=depth, img=img, batch=batch, nc=nc, fuse=fuse,
                      train=train, freeze=freeze, amp=amp, optimizer=optimizer, gpu_mem=gpu_mem)
     to_stdout = out.to_stdout
@@ -72,7 +76,7 @@ def model_cmd(
     if latency:
         from ..bench import latency_lines, run_bench
 
-        lat = run_bench(cfg, img=img, batch=batch, nc=nc, fuse=fuse)
+        lat = run_bench(target, img=img, batch=batch, fuse=fuse)
         if not to_stdout:
             for line in latency_lines(lat) + lat["notes"]:
                 print(line)
@@ -80,7 +84,7 @@ def model_cmd(
     if check:
         from .check import run_check
 
-        chk = run_check(cfg, img, nc=nc, show=not to_stdout, fuse=fuse)
+        chk = run_check(target, img, show=not to_stdout, fuse=fuse)
     out.write(report, json_data={**report.to_dict(), **({"latency": lat} if lat else {}),
                                  **({"check": chk.to_dict()} if chk else {})},
               extras={"latency": lat, "check": chk})

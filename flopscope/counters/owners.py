@@ -49,14 +49,27 @@ class OwnerTracer(Tracer):
             self.chains.append(chain)
 
 
-def trace_layers(model, shape) -> list[tuple[list, list]]:
-    """(terms, owner chains) of every YAML layer for an input of ``shape`` (B, C, H, W)."""
-    out, ys, x = [], [], tuple(shape)
-    for m, info in zip(model.model, model.layers):
-        f = info.f
-        xin = x if f == -1 else ys[f] if isinstance(f, int) else [x if j == -1 else ys[j] for j in f]
+class OwnerCounter:
+    """A counter for :func:`flopscope.engine.count_layers`: the formulas, traced with owners; the owner chains
+    of each row's terms are kept in :attr:`chains` (one list per row, in row order)."""
+
+    name = "formula (owners)"
+
+    def __init__(self):
+        self.chains: list[list] = []
+
+    def count(self, module, xin):
         t = OwnerTracer()
-        x = t(m, xin)
-        ys.append(x)
-        out.append((list(t.cost.terms), t.chains))
-    return out
+        out = t(module, xin)
+        self.chains.append(t.chains)
+        return out, t.cost, t.notes, True
+
+
+def trace_layers(model, shape) -> list[tuple[list, list]]:
+    """(terms, owner chains) of every YAML layer for an input of ``shape`` (B, C, H, W); rows routed by
+    ``count_layers`` (the one place that reads ``from``)."""
+    from ..engine import count_layers
+
+    counter = OwnerCounter()
+    layers = count_layers(model, shape, counter=counter)
+    return [(list(lc.cost.terms), chains) for lc, chains in zip(layers, counter.chains)]

@@ -123,6 +123,9 @@ def _thop2_mha_softmax(t, m, ctx):
 
 
 _T2_FUNC = r(_thop2_functional, _thop2_functional_why, context=True)
+#: op labels thop 2.x counts in its TorchFunctionMode (outside hooked modules): the stride-aware profile takes 4
+#: proxies when the last one counted any (flopscope.counters.thop2_info)
+THOP2_FUNCTIONAL_OPS = ("matmul", "bmm", "einsum", "F.linear", "scaled_dot_product_attention")
 
 THOP2_RULES: dict[str, Rule] = {
     "Conv2d": r(lambda t, m: t.value),

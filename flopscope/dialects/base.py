@@ -66,6 +66,15 @@ class Dialect:
         """Image size of the probe the dialect's own ``model_info`` runs (None: not emulated)."""
         return int(max(model.stride.max().item(), 32))
 
+    #: True where the dialect's own ``model.info()`` is ultralytics' stride-aware ``get_flops`` (then
+    #: ``model_info_gflops`` is that figure); False where it is YOLOv5's legacy probe x area
+    model_info_stride_aware = False
+
+    def model_info_min_cells(self, model) -> int:
+        """``min_cells`` that ultralytics' ``get_flops`` passes to ``thop.profile`` for this model (RT-DETR
+        decoders need wider proxies); 1 for models without such a decoder."""
+        return 1
+
     def strides(self, model, shapes, head_inputs, s: int):
         """Per-level strides of the head (a tensor) from a shape propagation at s x s."""
         raise NotImplementedError

@@ -135,12 +135,18 @@ class UltralyticsDialect(Dialect):
             raise err(f"must be [keypoints, dims], got {show(kpt)}", file, field="kpt_shape")
         return {"reg_max": reg_max, "end2end": end2end, "kpt_shape": kpt}
 
-    model_info_note = ("model_info_gflops: ultralytics' model.info() figure (ultralytics-thop 2.x, stride-aware) is not "
-                       "emulated yet (thop 0.1's rules differ on ConvTranspose2d, attention and more); the counted "
-                       "FLOPs above are FlopCounterMode-exact")
+    model_info_stride_aware = True  # model.info() prints get_flops: ultralytics-thop 2.x, stride-aware
 
     def model_info_probe(self, model):
         return None
+
+    def model_info_min_cells(self, model):
+        """get_flops' ``min_cells``: an RT-DETR decoder selects ``num_queries`` anchors and a stride cell holds
+        (4**nl - 1) / 3 anchors over nl levels, so proxies are ceil(3 num_queries / (4**nl - 1)) cells wide."""
+        from ..modules.ul_rtdetr import RTDETRDecoder
+
+        return max((-(-m.num_queries * 3 // (4 ** m.nl - 1)) for m in model.modules() if isinstance(m, RTDETRDecoder)),
+                   default=1)
 
     def width(self, row, c2):
         return make_divisible(min(c2, row.max_channels) * row.gw, 8)
@@ -153,6 +159,9 @@ class UltralyticsDialect(Dialect):
 
     def strides(self, model, shapes, head_inputs, s):
         head = model.model[-1]
+        own = getattr(head, "model_stride", None)  # a head whose model finds its stride its own way (Depth, ...)
+        if callable(own):
+            return torch.tensor(own(shapes, head_inputs, s), device="cpu")
         if head_inputs is not None and isinstance(head_inputs, list) and hasattr(head, "nl"):
             levels = head_inputs[: head.nl]
             stride = torch.tensor([s / x[-2] for x in levels], device="cpu")
