@@ -125,6 +125,13 @@ class Report:
                 "elementwise_flops": self.elementwise_flops, "macs_by_kind": self.macs_by_kind,
                 "flops_incl_elementwise": self.flops + self.elementwise_flops}
 
+    def _units(self) -> dict:
+        if self.train is None:
+            return UNITS
+        from .train import UNITS as TRAIN_UNITS
+
+        return {**UNITS, **TRAIN_UNITS}
+
     def to_dict(self) -> dict:
         layers, totals = [r.to_dict() for r in self.layers], self.totals()
         extra = {}
@@ -136,7 +143,7 @@ class Report:
         return {"model": self.model, "img": list(self.img), "batch": self.batch, **extra,
                 "layers": layers, "totals": totals,
                 "model_info_gflops": self.model_info_gflops, "model_info_probe": self.model_info_probe,
-                "stride": self.stride, "units": UNITS, "notes": list(self.notes), "fused": self.fused,
+                "stride": self.stride, "units": self._units(), "notes": list(self.notes), "fused": self.fused,
                 "model_info_current_gflops": self.model_info_current_gflops,
                 "model_info_current_method": self.model_info_current_method}
 

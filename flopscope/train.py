@@ -32,6 +32,7 @@ from math import prod
 import torch
 import torch.nn as nn
 
+from . import units
 from .cost import MAC_KINDS
 from .errors import ConfigError, FlopscopeError
 from .opcount import OpCounter, _first_shape, _n, _ops, ew, mac, not_counted_note, op_rule
@@ -113,15 +114,8 @@ def avg_pool_backward(grad_out, x, kernel_size, *args, out, **kw):
 # the report
 
 OPTIMIZER_STATES = {"sgd": 1, "adamw": 2, "adam": 2}  # fp32 buffers per trainable parameter
-UNITS = {
-    "backward_macs": "multiply-accumulates of the backward conv / linear / matmul ops, per batch",
-    "backward_flops": "2 x backward_macs, per batch",
-    "backward_elementwise_flops": "FLOPs of the backward norm / activation / pooling / add ops (per-element table)",
-    "train_flops": "forward flops (train mode) + backward_flops, per batch (2 x MACs; element-wise apart)",
-    "activation_bytes": "bytes of the unique tensors autograd saves for backward (parameters and buffers "
-                        "excluded), per batch",
-    "memory": "bytes",
-}
+UNITS = units.pick("backward_macs", "backward_flops", "backward_elementwise_flops", "train_flops",
+                   "activation_bytes", "memory")  #: added to the report's units with --train
 
 
 @dataclass

@@ -44,6 +44,14 @@ DESCRIPTIONS: dict[str, str] = {
                      "Ultralytics-dialect configs: what their model.info() prints)",
     "table.latency_ms": "median milliseconds per forward of one batch (flopscope bench); null when not measured",
     "fps": "images per second = batch x 1000 / latency_ms; null when not measured",
+    # --train (flopscope model --train): added to a report's units
+    "backward_macs": "multiply-accumulates of the backward conv / linear / matmul ops, per batch",
+    "backward_flops": "2 x backward_macs, per batch",
+    "backward_elementwise_flops": "FLOPs of the backward norm / activation / pooling / add ops (per-element table)",
+    "train_flops": "forward flops (train mode) + backward_flops, per batch (2 x MACs; element-wise apart)",
+    "activation_bytes": "bytes of the unique tensors autograd saves for backward (parameters and buffers "
+                        "excluded), per batch",
+    "memory": "bytes",
     # flopscope check (its "units" is this one string)
     "check.columns": "all counter columns in MACs (multiply-accumulates): fvcore, thop and ptflops report MACs; "
                      "FlopCounterMode reports FLOPs = 2 per MAC and is halved here",
