@@ -278,8 +278,9 @@ def _on_cpu(built, fuse: bool):
     from .builder import build_model
 
     if next(built.parameters(), torch.empty(0)).device.type == "cpu":
-        if fuse and not getattr(built, "flopscope_fused", False):
-            from .fuse import fused_copy
+        from .fuse import fused_copy, is_fused
+
+        if fuse and not is_fused(built):
 
             return fused_copy(built)
         import copy

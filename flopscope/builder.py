@@ -42,6 +42,7 @@ class DetectionModel(nn.Module):
         self.config = config
         self.ch = config.ch
         self.stride = torch.tensor([32.0], device="cpu")
+        self.fuse_summary = None  # flopscope.fuse.FuseSummary once fuse_model() has folded it (see is_fused)
 
     @property
     def name(self) -> str:

@@ -190,8 +190,9 @@ def crosscheck(cfg, img=640, counters=None, device: str = "cpu", nc: int | None 
     model = build_model(meta.config, device=device) if not isinstance(cfg, DetectionModel) or \
         next(cfg.parameters(), torch.empty(0, device="meta")).device.type == "meta" else cfg
     model.eval()
-    if report.fused and not getattr(model, "flopscope_fused", False):
-        from .fuse import fused_copy
+    from .fuse import fused_copy, is_fused
+
+    if report.fused and not is_fused(model):
 
         model = fused_copy(model)  # the real fold of the real weights
     h, w = report.img

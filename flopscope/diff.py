@@ -246,8 +246,9 @@ def _align(rows_a, rows_b, ia: list[int], ib: list[int], level: int) -> list:
 
 def _side(cfg, img, batch, nc, fuse=False) -> Side:
     model = cfg if isinstance(cfg, DetectionModel) else build_model(cfg, nc=nc, fuse=fuse)
-    if fuse and not getattr(model, "flopscope_fused", False):
-        from .fuse import fused_copy
+    from .fuse import fused_copy, is_fused
+
+    if fuse and not is_fused(model):
 
         model = fused_copy(model)
     report = profile(model, img=img, batch=batch)

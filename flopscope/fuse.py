@@ -146,8 +146,7 @@ def fuse_model(model: nn.Module) -> FuseSummary:
         for child in owner.children():
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
                 summary.unfused_norms[type(owner).__name__] += 1
-    model.flopscope_fused = True
-    model.flopscope_fuse_summary = summary
+    model.fuse_summary = summary  # DetectionModel's declared field (is_fused reads it)
     return summary
 
 
@@ -159,7 +158,8 @@ def fused_copy(model: nn.Module) -> nn.Module:
 
 
 def is_fused(model: nn.Module) -> bool:
-    return bool(getattr(model, "flopscope_fused", False))
+    """Whether ``fuse_model`` has folded this model (a DetectionModel's ``fuse_summary``)."""
+    return getattr(model, "fuse_summary", None) is not None
 
 
 def fold_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:

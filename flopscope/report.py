@@ -213,7 +213,7 @@ def _profile_built(model, img, batch: int, fuse: bool = False, train: bool = Fal
     if fuse and not is_fused(model):
         model = fused_copy(model)
     if is_fused(model):
-        notes.extend(model.flopscope_fuse_summary.notes())
+        notes.extend(model.fuse_summary.notes())
     hw = check_img(model, parse_img(img), notes)
     layers = _layer_costs(model, batch, hw)
     doubled = _safe(lambda: _layer_costs(model, batch, (2 * hw[0], 2 * hw[1])))

@@ -407,7 +407,9 @@ def train_profile(model, img, batch: int = 1, freeze: int = 0, amp: bool = False
     if freeze > len(model.layers):
         raise FlopscopeError(f"--freeze {freeze}: the model has only {len(model.layers)} layers")
     mem = parse_mem(gpu_mem) if gpu_mem is not None else None
-    if getattr(model, "flopscope_fused", False):
+    from .fuse import is_fused
+
+    if is_fused(model):
         raise FlopscopeError("--train counts the training graph; --fuse is the deploy graph: use one of them")
     if next(model.parameters(), torch.empty(0, device="meta")).device.type != "meta":
         raise FlopscopeError("train_profile needs a model on the meta device (build_model(cfg))")
