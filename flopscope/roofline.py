@@ -215,14 +215,10 @@ def input_shapes(report, ch: int = 3) -> list:
     x = (report.batch, ch, report.img[0], report.img[1])
     outs: list = []
     ins: list = []
+    from .engine import layer_inputs
+
     for r in report.layers:
-        f = r.f
-        if f == -1:
-            xin = x
-        elif isinstance(f, int):
-            xin = outs[f]
-        else:
-            xin = [x if j == -1 else outs[j] for j in f]
+        xin = layer_inputs(r.f, x, outs)
         ins.append(xin)
         x = r.out_shape
         outs.append(x)
