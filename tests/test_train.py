@@ -29,8 +29,8 @@ from cli_helpers import run_cli
 
 
 def _names():
-    """The YOLOv5-dialect bundled configs (the Ultralytics ones are checked against a real ultralytics training
-    step, recorded: test_ultralytics_backward_flops_equal_the_real_training_step)."""
+    """The YOLOv5-dialect bundled configs (the Ultralytics ones: tests/test_train_ul.py, same oracle, and a real
+    ultralytics training step, recorded: test_ultralytics_backward_flops_equal_the_real_training_step)."""
     from flopscope.config import bundled_names, load
 
     return [n for n in bundled_names() if load(n).dialect == "yolov5"]
