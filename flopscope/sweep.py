@@ -21,7 +21,7 @@ DEFAULT_SIZES = "320,480,640,960,1280"
 
 UNITS = units.pick(
     "img", ("params", "count"), ("macs", "macs_per_batch"), ("flops", "flops_per_batch"),
-    ("elementwise_flops", "elementwise_flops_per_batch"), ("model_info_gflops", "model_info_gflops_short"), "exponent",
+    ("elementwise_flops", "elementwise_flops_per_batch"), ("model_info_gflops", "model_info_gflops_short"), "model_info_current_gflops", "exponent",
     "elementwise_exponent")
 
 
@@ -96,7 +96,8 @@ class SweepReport:
             "model": self.model, "file": self.file, "batch": self.batch,
             "img": [list(s) for s in self.sizes], "requested": [list(s) for s in self.requested],
             "totals": [{"img": list(r.img), "params": r.params, "macs": r.macs, "flops": r.flops,
-                        "elementwise_flops": r.elementwise_flops, "model_info_gflops": r.model_info_gflops}
+                        "elementwise_flops": r.elementwise_flops, "model_info_gflops": r.model_info_gflops,
+                        "model_info_current_gflops": r.model_info_current_gflops}
                        for r in self.reports],
             "exponent": self.exponent, "elementwise_exponent": self.elementwise_exponent,
             "layers": [l.to_dict() for l in self.layers], "nonlinear_layers": self.nonlinear_layers,

@@ -251,3 +251,17 @@ def test_bench_result_json_is_the_dict():
     assert isinstance(res, dict) and res.to_dict() == dict(res)
     assert json.loads(json.dumps(res.to_dict())) == json.loads(json.dumps(dict(res)))
     assert res.report is not None and res.report.params == res["params"]
+
+
+def test_model_page_shows_the_current_model_info_where_it_differs():
+    """yolov5s_iRMB: legacy YOLOv5 model_info (probe x area) and current (ultralytics-thop 2.x) print differently;
+    the page carries both cards, with the report's figures (each figure's own oracle: test_model_info_current.py)."""
+    import flopscope
+    from flopscope.html import render_html
+
+    rep = flopscope.profile("yolov5s_iRMB", img=128)
+    assert f"{rep.model_info_current_gflops:.1f}" != f"{rep.model_info_gflops:.1f}"
+    page = render_html(rep)
+    for key, v in (("total-modelinfo", rep.model_info_gflops), ("total-modelinfo-current", rep.model_info_current_gflops)):
+        assert re.search(rf'id="{key}"><div class="v">{v:.1f}<', page), key
+    assert 'id="total-modelinfo-current"' not in render_html(flopscope.profile("yolov5n", img=128))

@@ -98,3 +98,12 @@ def test_cli_json_and_pngs(tmp_path, capsys):
         assert data.startswith(PNG) and len(data) > 5000
     code, out, err = _cli(["sweep", "yolov5n", "--img", "320,x"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_totals_carry_both_model_info_figures():
+    s = sweep("yolov5s_iRMB", "128,160").to_dict()
+    for tot in s["totals"]:
+        rep = flopscope.profile("yolov5s_iRMB", img=tot["img"])
+        assert (tot["model_info_gflops"], tot["model_info_current_gflops"]) == \
+            (rep.model_info_gflops, rep.model_info_current_gflops)
+    assert "model_info_current_gflops" in s["units"]
