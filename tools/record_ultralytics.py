@@ -213,10 +213,8 @@ def dump(obj) -> str:
     return s + ',\n "models": {\n' + ",\n".join(parts) + "}\n}\n"
 
 
-def add_info(size: int, only=()) -> None:
-    """Add ``info[str(size)]`` (model.info(imgsz=size): layers, params, GFLOPs, printed line) to every recorded model
-    that lacks it (the full recording takes info at 320 only for the first two scales of a family), leaving every
-    other recorded value as it is; the family's ``info_added`` says when and with what."""
+def _session():
+    """Quiet, single-threaded, seeded ultralytics with its log captured; returns (capture, versions)."""
     import thop
     import ultralytics
     from ultralytics.utils import LOGGER, SETTINGS
@@ -227,8 +225,15 @@ def add_info(size: int, only=()) -> None:
     cap = _Capture()
     LOGGER.addHandler(cap)
     LOGGER.setLevel(logging.INFO)
-    versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
-                "thop": getattr(thop, "__version__", "?")}
+    return cap, {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
+                 "thop": getattr(thop, "__version__", "?")}
+
+
+def add_info(size: int, only=()) -> None:
+    """Add ``info[str(size)]`` (model.info(imgsz=size): layers, params, GFLOPs, printed line) to every recorded model
+    that lacks it (the full recording takes info at 320 only for the first two scales of a family), leaving every
+    other recorded value as it is; the family's ``info_added`` says when and with what."""
+    cap, versions = _session()
     for f in sorted(OUT.glob("*.json")):
         if f.name == "index.json" or (only and f.stem not in only):
             continue
@@ -256,21 +261,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--add-info"]:
         return add_info(int(argv[1]), tuple(argv[2:]))
-    import thop
     import ultralytics
     from ultralytics.nn.tasks import guess_model_task
-    from ultralytics.utils import LOGGER, SETTINGS, YAML
+    from ultralytics.utils import YAML
 
-    SETTINGS.update(sync=False)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cap = _Capture()
-    LOGGER.addHandler(cap)
-    LOGGER.setLevel(logging.INFO)
+    cap, versions = _session()
     root = Path(ultralytics.__file__).parent / "cfg" / "models"
     OUT.mkdir(parents=True, exist_ok=True)
-    versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
-                "thop": getattr(thop, "__version__", "?")}
     cmd = "/work/venvs/ultra/bin/python tools/record_ultralytics.py" + "".join(f" {a}" for a in argv)
     index_path = OUT / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"families": {}, "skipped": {}}
