@@ -16,6 +16,7 @@ import math
 from html import escape
 
 from . import __version__ as _VERSION
+from .units import LABELS
 
 KIND_LABEL = {"conv": "conv MACs", "linear": "linear MACs", "matmul": "matmul MACs",
               "elementwise": "element-wise FLOPs"}
@@ -437,13 +438,6 @@ def _shape(s) -> str:
     return shape_str(s)
 
 
-def _current_differs(report) -> bool:
-    """A YOLOv5-dialect report whose current model_info figure (thop 2.x) prints differently from the legacy one."""
-    cur = getattr(report, "model_info_current_gflops", None)
-    return (cur is not None and not getattr(report, "model_info_stride_aware", False)
-            and (report.model_info_gflops is None or f"{cur:.1f}" != f"{report.model_info_gflops:.1f}"))
-
-
 def model_sections(page: Page, report, prefix: str = "", show_table: bool = True) -> None:
     """Totals, per-layer bars, treemap and the sortable per-layer table of a :class:`~flopscope.report.Report`."""
     from .render import NONLINEAR_MARK, count_mark
@@ -459,9 +453,10 @@ def model_sections(page: Page, report, prefix: str = "", show_table: bool = True
                                       if getattr(report, "model_info_stride_aware", False)
                                       else "YOLOv5 model_info would print (GFLOPs)"),
          "-" if report.model_info_gflops is None else f"{report.model_info_gflops:.1f}"),
-        *([(f"{prefix}total-modelinfo-current", "current YOLOv5 model_info would print (GFLOPs, ultralytics-thop 2.x)",
+        *([(f"{prefix}total-modelinfo-current", f"{LABELS['model_info_current']} (GFLOPs, "
+                                                f"{LABELS['model_info_current_how']})",
             f"{report.model_info_current_gflops:.1f}")]
-          if _current_differs(report) else []),
+          if getattr(report, "model_info_current_differs", False) else []),
     ]))
     page.add(f'<p class="mut">{h}×{w}, batch {report.batch}, {len(report.layers)} layers · MACs by kind: conv '
              f'{kinds["conv"] / 1e9:.3f} G, linear {kinds["linear"] / 1e9:.3f} G, matmul {kinds["matmul"] / 1e9:.3f} G'

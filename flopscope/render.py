@@ -72,7 +72,7 @@ def model_info_lines(report) -> list[str]:
             lines.append(f"{label} {mi:.1f} GFLOPs ({how}); the true figure is {true_per_image:.1f} GFLOPs per image")
         else:
             lines.append(f"{label} {mi:.1f} GFLOPs, which agrees with the true figure")
-    if current is not None and not stride_aware and (mi is None or f"{current:.1f}" != f"{mi:.1f}"):
+    if getattr(report, "model_info_current_differs", False):
         lines.append(f"{LABELS['model_info_current']} {current:.1f} GFLOPs ({LABELS['model_info_current_how']})")
     return lines
 

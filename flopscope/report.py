@@ -120,6 +120,13 @@ class Report:
     def gflops(self) -> float:
         return self.flops / 1e9
 
+    @property
+    def model_info_current_differs(self) -> bool:
+        """A YOLOv5-dialect report whose current model_info figure (ultralytics-thop 2.x) prints differently from the
+        legacy one (for Ultralytics configs the two are one figure)."""
+        cur, mi = self.model_info_current_gflops, self.model_info_gflops
+        return cur is not None and not self.model_info_stride_aware and (mi is None or f"{cur:.1f}" != f"{mi:.1f}")
+
     def totals(self) -> dict:
         return {"params": self.params, "macs": self.macs, "flops": self.flops,
                 "elementwise_flops": self.elementwise_flops, "macs_by_kind": self.macs_by_kind,
