@@ -28,13 +28,10 @@ from flopscope.cost import ELEMENTWISE_COST
 from flopscope.registry import formula, register
 from flopscope.shapes import ShapeError, check_channels
 
+from .ul_heads import _levels  # [ch[x] for x in from], as the other heads
 from .yolov5 import Conv
 
 UL = "ultralytics"
-
-
-def _levels(row):
-    return [row.ch[x] for x in row.inputs()]
 
 
 @custom("ul-depth", "args = [args[0] (c_mid), [ch[x] for x in from]] (not width-scaled)")
