@@ -30,6 +30,14 @@ def available_bytes(device: str = "cpu") -> int:
 
         free, _ = torch.cuda.mem_get_info()
         return int(free)
+    try:  # Linux: MemAvailable counts the page cache the kernel would reclaim (MemFree does not: after installing
+        # torch, most of the memory can be cache, and a free-pages figure refuses forwards that fit)
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):
