@@ -69,11 +69,12 @@ def _fcm_layers(model, img, backward: bool, batch: int = 1):
         if not backward:
             counts = fcm.get_flop_counts()
             return [sum(counts.get(f"DetectionModel.model.{i}", {}).values()) for i in range(len(model.model))]
-        before = {}
+        before = {}  # keyed by id(node): a hook holding its own node would be a cycle through C++ that gc never
+        # frees, keeping every model's graph alive (GBs over the file)
         for node, i in owner.items():
-            node.register_prehook(lambda g, node=node: before.__setitem__(node, fcm.get_total_flops()))
-            node.register_hook(lambda gi, go, node=node, i=i: per.__setitem__(
-                i, per[i] + fcm.get_total_flops() - before[node]))
+            node.register_prehook(lambda g, k=id(node): before.__setitem__(k, fcm.get_total_flops()))
+            node.register_hook(lambda gi, go, k=id(node), i=i: per.__setitem__(
+                i, per[i] + fcm.get_total_flops() - before[k]))
         start = fcm.get_total_flops()
         ts = [t for t in _tensors(out) if t.requires_grad]
         torch.autograd.backward(ts, [torch.ones_like(t) for t in ts])
